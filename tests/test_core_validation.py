@@ -1,0 +1,84 @@
+"""tstitch_core.validation: the checks run before the first step (pure, no host)."""
+
+import math
+
+import pytest
+
+from tstitch_core import (ModelFacts, SwitchRule, describe_sigma_range_mismatch, validate_fraction, validate_pair,
+                          validate_rule, validate_stage_order, validate_timestep_range)
+
+SD15 = ModelFacts("small_model (SD15)", "SD15", 4, 4, "EPS", 0.0292, 14.6146)
+SD15_LARGE = ModelFacts("large_model (SD15)", "SD15", 4, 4, "EPS", 0.0292, 14.6146)
+
+
+def facts(**changes):
+    values = dict(SD15_LARGE.__dict__)
+    values.update(changes)
+    return ModelFacts(**values)
+
+
+@pytest.mark.parametrize("fraction", [-0.01, 1.01, 2.0, math.nan])
+def test_fraction_outside_unit_interval_is_rejected_with_its_value(fraction):
+    with pytest.raises(ValueError, match="small_fraction must be between 0 and 1, got"):
+        validate_fraction(fraction)
+
+
+def test_unknown_switch_mode_is_rejected():
+    with pytest.raises(ValueError, match="switch_by must be one of steps, timestep, got 'sigma'"):
+        validate_rule(SwitchRule(0.4, "sigma"))
+
+
+def test_same_family_pair_passes():
+    validate_pair(SD15, SD15_LARGE)
+
+
+def test_noise_scalings_with_the_same_formula_may_be_mixed():
+    # CogVideoX's v-prediction adds noise as EPS does: the same sigma is the same noise level
+    validate_pair(SD15, facts(noise_scaling="V_PREDICTION_DDPM"))
+
+
+def test_different_latent_formats_name_both_models_and_formats():
+    with pytest.raises(ValueError) as error:
+        validate_pair(SD15, facts(name="large_model (SDXL)", latent_format="SDXL"))
+    message = str(error.value)
+    assert "small_model (SD15)" in message and "large_model (SDXL)" in message
+    assert "SD15 latents" in message and "SDXL latents" in message
+
+
+def test_different_latent_channels_are_rejected():
+    with pytest.raises(ValueError, match="16 channels"):
+        validate_pair(SD15, facts(latent_channels=16))
+
+
+def test_different_input_channels_name_the_inpainting_variant():
+    with pytest.raises(ValueError, match="takes 4 input channels .* takes 9"):
+        validate_pair(SD15, facts(in_channels=9))
+
+
+def test_discrete_and_flow_sigmas_are_rejected_naming_both_families():
+    with pytest.raises(ValueError) as error:
+        validate_pair(SD15, facts(noise_scaling="CONST"))
+    assert "x = x0 + sigma * noise" in str(error.value)
+    assert "flow: x = (1 - sigma) * x0 + sigma * noise" in str(error.value)
+
+
+def test_sigma_range_mismatch_is_described_not_rejected():
+    assert describe_sigma_range_mismatch(SD15, SD15_LARGE) is None
+    warning = describe_sigma_range_mismatch(SD15, facts(sigma_max=4500.0))
+    assert "4500" in warning and "14.61" in warning
+
+
+def test_nested_fractions_may_not_decrease():
+    validate_stage_order([SwitchRule(0.2), SwitchRule(0.5)])
+    validate_stage_order([SwitchRule(0.5), SwitchRule(0.5)])
+    # different units cannot be compared, so they are not
+    validate_stage_order([SwitchRule(0.6, "timestep"), SwitchRule(0.5, "steps")])
+    with pytest.raises(ValueError, match="first has 0.6 and the next one 0.4"):
+        validate_stage_order([SwitchRule(0.6), SwitchRule(0.4)])
+
+
+def test_timestep_mode_needs_timesteps_from_zero_to_T():
+    validate_timestep_range("large_model (SD15)", 0.0, 999.0)
+    validate_timestep_range("large_model (Flux)", 0.001, 1.0)
+    with pytest.raises(ValueError, match=r"run from -1\.554 to 1\.095"):
+        validate_timestep_range("large_model (EDM)", -1.554, 1.095)

@@ -1,0 +1,14 @@
+"""T-Stitch logic with no ComfyUI imports: switch schedules, stage routing, validation."""
+
+from .options import compute_runtime_additions
+from .schedule import (ALWAYS, NEVER, SWITCH_BY_STEPS, SWITCH_BY_TIMESTEP, SWITCH_MODES, SwitchPoint, SwitchRule,
+                       compute_switch_index, compute_switch_point, count_stage_steps, pick_stage)
+from .validation import (ModelFacts, describe_sigma_range_mismatch, validate_fraction, validate_pair, validate_rule,
+                         validate_stage_order, validate_timestep_range)
+
+__all__ = [
+    "ALWAYS", "NEVER", "SWITCH_BY_STEPS", "SWITCH_BY_TIMESTEP", "SWITCH_MODES", "ModelFacts", "SwitchPoint",
+    "SwitchRule", "compute_runtime_additions", "compute_switch_index", "compute_switch_point", "count_stage_steps",
+    "describe_sigma_range_mismatch", "pick_stage", "validate_fraction", "validate_pair", "validate_rule",
+    "validate_stage_order", "validate_timestep_range",
+]

@@ -1,0 +1,105 @@
+"""Checks that two models can share one trajectory, run before the first step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .schedule import SWITCH_MODES, SwitchRule
+
+# What a sigma means is fixed by how noise is added at that sigma (``noise_scaling`` in
+# ComfyUI's model_sampling). Prediction types that share it (eps, v, x0, EDM) can be mixed.
+NOISE_FAMILIES = {
+    "EPS": "x = x0 + sigma * noise",
+    "V_PREDICTION_DDPM": "x = x0 + sigma * noise",
+    "COSMOS_RFLOW": "x = x0 + sigma * noise",
+    "CONST": "flow: x = (1 - sigma) * x0 + sigma * noise",
+    "IMG_TO_IMG_FLOW": "image-to-image flow",
+}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the stitching checks need to know about one model, read off its patcher."""
+
+    name: str
+    latent_format: str
+    latent_channels: int
+    in_channels: Optional[int]
+    noise_scaling: str
+    sigma_min: float
+    sigma_max: float
+
+    @property
+    def noise_family(self) -> str:
+        return NOISE_FAMILIES.get(self.noise_scaling, self.noise_scaling)
+
+
+def validate_fraction(small_fraction: float) -> float:
+    """Return ``small_fraction`` as a float, or raise if it lies outside [0, 1]."""
+    fraction = float(small_fraction)
+    if not (0.0 <= fraction <= 1.0):
+        raise ValueError(f"small_fraction must be between 0 and 1, got {small_fraction!r}: "
+                         "it is the share of the trajectory the small model runs.")
+    return fraction
+
+
+def validate_rule(rule: SwitchRule) -> SwitchRule:
+    """Return ``rule``, or raise if its fraction or mode is unknown."""
+    validate_fraction(rule.small_fraction)
+    if rule.switch_by not in SWITCH_MODES:
+        raise ValueError(f"switch_by must be one of {', '.join(SWITCH_MODES)}, got {rule.switch_by!r}.")
+    return rule
+
+
+def validate_pair(small: ModelFacts, large: ModelFacts) -> None:
+    """Raise ``ValueError`` naming what differs when two models cannot share one trajectory."""
+    if small.latent_format != large.latent_format or small.latent_channels != large.latent_channels:
+        raise ValueError(
+            f"{small.name} and {large.name} work in different latent spaces: {small.name} uses "
+            f"{small.latent_format} latents ({small.latent_channels} channels), {large.name} uses "
+            f"{large.latent_format} latents ({large.latent_channels} channels). T-Stitch needs two models "
+            "of the same family, such as SD1.5 with BK-SDM-Tiny or SDXL with SSD-1B.")
+    if small.in_channels is not None and large.in_channels is not None and small.in_channels != large.in_channels:
+        raise ValueError(
+            f"{small.name} takes {small.in_channels} input channels and {large.name} takes "
+            f"{large.in_channels}: one of them is an inpainting or image-conditioned variant. "
+            "Pair two models of the same variant.")
+    if small.noise_family != large.noise_family:
+        raise ValueError(
+            f"{small.name} and {large.name} use sigmas that mean different things: {small.name} is "
+            f"'{small.noise_family}' ({small.noise_scaling}), {large.name} is '{large.noise_family}' "
+            f"({large.noise_scaling}). Give both the same model sampling (for example the same "
+            "ModelSampling node on each).")
+
+
+def describe_sigma_range_mismatch(small: ModelFacts, large: ModelFacts, rel_tol: float = 0.01) -> Optional[str]:
+    """A warning when the small model was trained on another sigma range than the schedule's, else None."""
+    same_min = math.isclose(small.sigma_min, large.sigma_min, rel_tol=rel_tol, abs_tol=1e-6)
+    same_max = math.isclose(small.sigma_max, large.sigma_max, rel_tol=rel_tol)
+    if same_min and same_max:
+        return None
+    return (f"{small.name} covers sigmas {small.sigma_min:.4g}..{small.sigma_max:.4g} but the schedule "
+            f"comes from {large.name} ({large.sigma_min:.4g}..{large.sigma_max:.4g}); "
+            f"{small.name} will see sigmas it was not trained on.")
+
+
+def validate_stage_order(rules: Sequence[SwitchRule]) -> None:
+    """Raise when a nested pair would give a middle model no share of the trajectory."""
+    for earlier, later in zip(rules, rules[1:]):
+        if earlier.switch_by == later.switch_by and earlier.small_fraction > later.small_fraction:
+            raise ValueError(
+                f"Nested T-Stitch pairs measure every small_fraction on the same full trajectory, so "
+                f"the fractions must not decrease from the first model to the last: the model that runs "
+                f"first has {earlier.small_fraction:g} and the next one {later.small_fraction:g}, which "
+                "would leave the middle model no steps. Lower the first fraction or raise the second.")
+
+
+def validate_timestep_range(model_name: str, timestep_at_sigma_min: float, timestep_at_sigma_max: float) -> None:
+    """Raise unless the model's timesteps run from about 0 at its smallest sigma up to T at its largest."""
+    if timestep_at_sigma_min < -1e-6 or timestep_at_sigma_max <= timestep_at_sigma_min:
+        raise ValueError(
+            f"switch_by 'timestep' reads t / T off the timesteps {model_name} sees, which must run from 0 at "
+            f"its smallest sigma up to T at its largest, but they run from {timestep_at_sigma_min:.4g} to "
+            f"{timestep_at_sigma_max:.4g}. Use switch_by 'steps' with this model.")
