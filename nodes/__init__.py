@@ -1,0 +1,10 @@
+"""The node classes ComfyUI registers for this pack."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .stitch import TStitchKSampler, TStitchModelPair
+
+
+class TStitchExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [TStitchModelPair, TStitchKSampler]

@@ -1,0 +1,61 @@
+"""Reading what the stitching checks compare off a ModelPatcher, and running them."""
+
+from __future__ import annotations
+
+import logging
+
+import comfy.model_patcher
+
+from ..tstitch_core import (SWITCH_BY_TIMESTEP, ModelFacts, SwitchRule, describe_sigma_range_mismatch, validate_pair,
+                           validate_timestep_range)
+from ._patching import get_plan
+
+log = logging.getLogger(__name__)
+
+
+def read_model_facts(model: comfy.model_patcher.ModelPatcher, role: str) -> ModelFacts:
+    model_sampling = model.get_model_object("model_sampling")
+    latent_format = model.get_model_object("latent_format")
+    # the class whose noise_scaling applies fixes what a sigma means
+    noise_scaling = next(c.__name__ for c in type(model_sampling).__mro__ if "noise_scaling" in vars(c))
+    return ModelFacts(
+        name=f"{role} ({type(model.model.model_config).__name__})",
+        latent_format=type(latent_format).__name__,
+        latent_channels=int(latent_format.latent_channels),
+        in_channels=model.model.model_config.unet_config.get("in_channels"),
+        noise_scaling=noise_scaling,
+        sigma_min=float(model_sampling.sigma_min),
+        sigma_max=float(model_sampling.sigma_max),
+    )
+
+
+def check_stitchable(small: comfy.model_patcher.ModelPatcher, large: comfy.model_patcher.ModelPatcher,
+                     rule: SwitchRule) -> None:
+    """Raise ``ValueError`` when ``small`` (or any stage of it) cannot share a trajectory with ``large``."""
+    large_facts = read_model_facts(large, "large_model")
+    rules = [rule] + [stage.rule for stage in (*_stages(small), *_stages(large))]
+    if any(r.switch_by == SWITCH_BY_TIMESTEP for r in rules):
+        # timestep rules read the timesteps of the large model, whose sigmas the sampler runs
+        model_sampling = large.get_model_object("model_sampling")
+        validate_timestep_range(large_facts.name, float(model_sampling.timestep(model_sampling.sigma_min)),
+                                float(model_sampling.timestep(model_sampling.sigma_max)))
+    candidates = [("small_model", small)]
+    candidates += [("a model inside small_model", stage.patcher) for stage in _stages(small)]
+    candidates += [("a model inside large_model", stage.patcher) for stage in _stages(large)]
+    owners = {id(large.model): "large_model"}
+    for role, model in candidates:
+        if id(model.model) in owners:
+            raise ValueError(
+                f"{role} and {owners[id(model.model)]} are the same loaded model: T-Stitch runs both in one "
+                "sampling pass, so each needs its own weights. Load the small model from its own checkpoint.")
+        owners[id(model.model)] = role
+        facts = read_model_facts(model, role)
+        validate_pair(facts, large_facts)
+        warning = describe_sigma_range_mismatch(facts, large_facts)
+        if warning:
+            log.warning("T-Stitch: %s", warning)
+
+
+def _stages(model: comfy.model_patcher.ModelPatcher):
+    plan = get_plan(model)
+    return plan.stages if plan else ()

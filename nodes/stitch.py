@@ -1,0 +1,95 @@
+"""TStitchModelPair and TStitchKSampler: two models, one sampling trajectory."""
+
+from __future__ import annotations
+
+import comfy.samplers
+import nodes as comfy_nodes
+from comfy_api.latest import io
+
+from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SwitchRule, validate_rule
+from ._model_facts import check_stitchable
+from ._patching import stitch_models
+
+CATEGORY = "sampling/T-Stitch"
+
+
+def pair_inputs() -> list:
+    return [
+        io.Model.Input("small_model", tooltip=(
+            "The small, fast model that runs the early, high-noise steps where the layout is drawn "
+            "(BK-SDM-Tiny for SD1.x, SSD-1B or Vega for SDXL). Apply its LoRAs and patches before this node.")),
+        io.Model.Input("large_model", tooltip=(
+            "The large model that finishes the image. Its model sampling sets the schedule. Apply its "
+            "LoRAs and patches before this node: patches applied to the output reach the large model only.")),
+        io.Float.Input("small_fraction", default=0.4, min=0.0, max=1.0, step=0.01, tooltip=(
+            "Share of the trajectory the small model runs: 0 is the large model alone, 1 the small model "
+            "alone. The T-Stitch paper runs the small model for the first 40% at no loss in quality.")),
+        io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS, tooltip=(
+            "steps: the first round(small_fraction x steps) steps of the sampler's own schedule go to the "
+            "small model. timestep: every step whose diffusion time t/T is at least 1 - small_fraction "
+            "does, whatever the scheduler, step count or denoise.")),
+    ]
+
+
+def stitch(small_model, large_model, small_fraction: float, switch_by: str):
+    rule = validate_rule(SwitchRule(small_fraction, switch_by))
+    check_stitchable(small_model, large_model, rule)
+    return stitch_models(small_model, large_model, rule)
+
+
+class TStitchModelPair(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="TStitchModelPair",
+            display_name="T-Stitch Model Pair",
+            category=CATEGORY,
+            description=(
+                "Trajectory stitching (T-Stitch): the small model denoises the first part of the trajectory "
+                "and the large model the rest, in one sampler pass. Connect the output to KSampler or any "
+                "sampler; a pair can be the large_model of another pair for three stages."),
+            inputs=pair_inputs(),
+            outputs=[io.Model.Output(tooltip="One model that hands each model call to the small or the large model.")],
+        )
+
+    @classmethod
+    def execute(cls, small_model, large_model, small_fraction, switch_by) -> io.NodeOutput:
+        return io.NodeOutput(stitch(small_model, large_model, small_fraction, switch_by))
+
+
+class TStitchKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="TStitchKSampler",
+            display_name="T-Stitch KSampler",
+            category=CATEGORY,
+            description=(
+                "KSampler with two models: the small model runs the first small_fraction of the trajectory "
+                "and the large model the rest (T-Stitch). Same result as T-Stitch Model Pair into KSampler."),
+            inputs=pair_inputs() + [
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="The random seed used for creating the noise."),
+                io.Int.Input("steps", default=20, min=1, max=10000,
+                             tooltip="The number of steps used in the denoising process."),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=(
+                    "The Classifier-Free Guidance scale, used by both models.")),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip=(
+                    "The sampling algorithm. Multistep samplers keep their history across the switch.")),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip=(
+                    "The scheduler, computed from the large model's model sampling.")),
+                io.Conditioning.Input("positive", tooltip="The conditioning describing what to include in the image."),
+                io.Conditioning.Input("negative", tooltip="The conditioning describing what to exclude from the image."),
+                io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
+                    "The amount of denoising applied; lower values keep the structure of the input image.")),
+            ],
+            outputs=[io.Latent.Output(tooltip="The denoised latent.")],
+        )
+
+    @classmethod
+    def execute(cls, small_model, large_model, small_fraction, switch_by, seed, steps, cfg, sampler_name, scheduler,
+                positive, negative, latent_image, denoise=1.0) -> io.NodeOutput:
+        model = stitch(small_model, large_model, small_fraction, switch_by)
+        return io.NodeOutput(*comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive,
+                                                          negative, latent_image, denoise=denoise))
