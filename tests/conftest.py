@@ -1,0 +1,136 @@
+"""Fixtures: the real ComfyUI host, booted once per session with this pack loaded by ComfyUI's
+own custom-node loader, and seeded random-weight models loaded through ComfyUI's loaders.
+
+A missing host is an error in every test that needs it, never a skip.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# the repo root for tstitch_core / tstitch_dev; the host is put in front of it, so that ComfyUI's
+# nodes.py, not this pack's nodes/ package, is the top-level ``nodes``
+sys.path.insert(0, str(ROOT))
+
+STEPS = 10
+CFG = 5.0
+
+
+@pytest.fixture(scope="session")
+def comfy_host(tmp_path_factory) -> Path:
+    from tstitch_dev.comfy_env import boot_comfyui
+
+    return boot_comfyui(tmp_path_factory.mktemp("comfyui"), cpu=True)
+
+
+@pytest.fixture(scope="session")
+def comfy_nodes(comfy_host):
+    """ComfyUI's ``nodes`` module: NODE_CLASS_MAPPINGS holds every node, this pack's included."""
+    import nodes
+
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def node(comfy_nodes):
+    return lambda node_id: comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+
+
+@pytest.fixture(scope="session")
+def load_unet(comfy_nodes):
+    """Load a test model spec through ComfyUI's UNETLoader node, building its file on first use."""
+    import folder_paths
+    from tstitch_dev.models import MODEL_CACHE, ensure_diffusion_model
+
+    folder_paths.add_model_folder_path("diffusion_models", str(MODEL_CACHE))
+
+    def load(spec):
+        return comfy_nodes.UNETLoader().load_unet(ensure_diffusion_model(spec).name, "default")[0]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def small_model(load_unet):
+    from tstitch_dev.models import TINY_SD15_SMALL
+
+    return load_unet(TINY_SD15_SMALL)
+
+
+@pytest.fixture(scope="session")
+def large_model(load_unet):
+    from tstitch_dev.models import TINY_SD15_LARGE
+
+    return load_unet(TINY_SD15_LARGE)
+
+
+@pytest.fixture(scope="session")
+def conds(comfy_host):
+    """Seeded stand-ins for encoded prompts: (positive, negative) CONDITIONING of SD1.5's shape."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1234)
+    return tuple([[torch.randn(1, 77, 768, generator=generator), {}]] for _ in range(2))
+
+
+@pytest.fixture(scope="session")
+def latent(comfy_nodes):
+    """An empty 64x64 latent (8x8 in latent space) from ComfyUI's EmptyLatentImage node."""
+    return lambda batch_size=1: comfy_nodes.EmptyLatentImage().generate(64, 64, batch_size)[0]
+
+
+@pytest.fixture(scope="session")
+def ksample(comfy_nodes, conds, latent):
+    """Sample through ComfyUI's KSampler node; returns the latent tensor."""
+
+    def sample(model, sampler_name="euler", scheduler="normal", steps=STEPS, cfg=CFG, denoise=1.0, latent_image=None,
+               seed=0):
+        positive, negative = conds
+        latent_image = latent() if latent_image is None else latent_image
+        return comfy_nodes.KSampler().sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                             latent_image, denoise=denoise)[0]["samples"]
+
+    return sample
+
+
+@pytest.fixture(scope="session")
+def stitch(node):
+    """The stitched MODEL that TStitchModelPair outputs."""
+
+    def make(small, large, small_fraction=0.4, switch_by="steps"):
+        return node("TStitchModelPair").execute(small, large, small_fraction, switch_by).result[0]
+
+    return make
+
+
+class CallLog(list):
+    """(name, sigma) of every diffusion-model call, in order, recorded by tagged models."""
+
+    def names(self) -> str:
+        return "".join(name for name, _ in self)
+
+
+@pytest.fixture
+def calls() -> CallLog:
+    return CallLog()
+
+
+@pytest.fixture
+def tag(calls):
+    """A clone of a model that logs each of its calls under ``name`` (a model_function_wrapper patch)."""
+
+    def tagged(model, name):
+        m = model.clone()
+
+        def record(apply_model, args):
+            calls.append((name, float(args["timestep"][0])))
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        m.set_model_unet_function_wrapper(record)
+        return m
+
+    return tagged

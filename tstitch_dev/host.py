@@ -1,0 +1,82 @@
+"""Finding the ComfyUI host the tests, demo and benchmark run against (standard library only).
+
+Order: $COMFYUI_PATH; the ComfyUI whose custom_nodes/ holds this pack; ~/ComfyUI; a pinned
+clone under ~/.cache/comfyui-tstitch (needs internet); otherwise a loud failure.
+
+Run as ``python -m tstitch_dev.host`` to print the host's path (cloning it if needed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PINNED_REPO = "https://github.com/Comfy-Org/ComfyUI.git"
+PINNED_VERSION = "0.33.0"
+PACK_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(os.environ.get("TSTITCH_CACHE", Path.home() / ".cache" / "comfyui-tstitch"))
+
+
+class HostNotFound(RuntimeError):
+    pass
+
+
+def is_comfyui(path: Path) -> bool:
+    return (path / "comfyui_version.py").is_file() and (path / "comfy" / "samplers.py").is_file()
+
+
+def comfyui_version(path: Path) -> str:
+    match = re.search(r'__version__\s*=\s*"([^"]+)"', (path / "comfyui_version.py").read_text())
+    return match.group(1) if match else "unknown"
+
+
+def find_comfyui(clone: bool = True) -> Path:
+    """The ComfyUI checkout to run against, by the order in the module docstring."""
+    explicit = os.environ.get("COMFYUI_PATH")
+    if explicit:
+        path = Path(explicit).expanduser().resolve()
+        if not is_comfyui(path):
+            raise HostNotFound(f"COMFYUI_PATH={explicit} is not a ComfyUI checkout (no comfyui_version.py there).")
+        return path
+    # installed as <ComfyUI>/custom_nodes/<pack>, possibly through a symlink
+    for pack in (Path(__file__).absolute().parent.parent, PACK_ROOT):
+        if pack.parent.name == "custom_nodes" and is_comfyui(pack.parent.parent):
+            return pack.parent.parent
+    home = Path.home() / "ComfyUI"
+    if is_comfyui(home):
+        return home
+    pinned = CACHE_DIR / f"ComfyUI-{PINNED_VERSION}"
+    if is_comfyui(pinned):
+        return pinned
+    if clone:
+        return clone_pinned(pinned)
+    raise HostNotFound(_not_found_message())
+
+
+def clone_pinned(dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    command = ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{PINNED_VERSION}", PINNED_REPO, str(dest)]
+    print(f"tstitch: no ComfyUI found; cloning ComfyUI {PINNED_VERSION} into {dest}", file=sys.stderr)
+    try:
+        subprocess.run(command, check=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise HostNotFound(f"{_not_found_message()}\nThe pinned clone failed: {error}") from error
+    if not is_comfyui(dest):
+        raise HostNotFound(f"The clone at {dest} is not a ComfyUI checkout.")
+    return dest
+
+
+def _not_found_message() -> str:
+    return ("No ComfyUI host found. Set COMFYUI_PATH to a ComfyUI checkout, install this pack under "
+            "<ComfyUI>/custom_nodes/, or put ComfyUI at ~/ComfyUI "
+            f"(git clone --branch v{PINNED_VERSION} {PINNED_REPO} ~/ComfyUI).")
+
+
+if __name__ == "__main__":
+    try:
+        print(find_comfyui())
+    except HostNotFound as error:
+        sys.exit(f"tstitch: {error}")
