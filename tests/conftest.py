@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # nodes.py, not this pack's nodes/ package, is the top-level ``nodes``
 sys.path.insert(0, str(ROOT))
 
-STEPS = 10
-CFG = 5.0
+from tstitch_dev.testing import CFG, STEPS, CallLog  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +37,22 @@ def comfy_nodes(comfy_host):
 @pytest.fixture(scope="session")
 def node(comfy_nodes):
     return lambda node_id: comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
+
+
+@pytest.fixture(scope="session")
+def run_node(node):
+    """Run any node, V1 or V3, by its node id with keyword inputs; returns its outputs as a tuple."""
+
+    def run(node_id, **inputs):
+        import torch
+
+        cls = node(node_id)
+        with torch.inference_mode():  # as ComfyUI's executor runs nodes
+            if hasattr(cls, "GET_SCHEMA"):  # V3
+                return tuple(cls.execute(**inputs).result)
+            return tuple(getattr(cls(), cls.FUNCTION)(**inputs))
+
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +84,13 @@ def large_model(load_unet):
 
 
 @pytest.fixture(scope="session")
+def medium_model(load_unet):
+    from tstitch_dev.models import TINY_SD15_MEDIUM
+
+    return load_unet(TINY_SD15_MEDIUM)
+
+
+@pytest.fixture(scope="session")
 def conds(comfy_host):
     """Seeded stand-ins for encoded prompts: (positive, negative) CONDITIONING of SD1.5's shape."""
     import torch
@@ -84,34 +106,29 @@ def latent(comfy_nodes):
 
 
 @pytest.fixture(scope="session")
-def ksample(comfy_nodes, conds, latent):
+def ksample(run_node, conds, latent):
     """Sample through ComfyUI's KSampler node; returns the latent tensor."""
 
     def sample(model, sampler_name="euler", scheduler="normal", steps=STEPS, cfg=CFG, denoise=1.0, latent_image=None,
                seed=0):
         positive, negative = conds
         latent_image = latent() if latent_image is None else latent_image
-        return comfy_nodes.KSampler().sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                             latent_image, denoise=denoise)[0]["samples"]
+        return run_node("KSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
+                        scheduler=scheduler, positive=positive, negative=negative, latent_image=latent_image,
+                        denoise=denoise)[0]["samples"]
 
     return sample
 
 
 @pytest.fixture(scope="session")
-def stitch(node):
+def stitch(run_node):
     """The stitched MODEL that TStitchModelPair outputs."""
 
     def make(small, large, small_fraction=0.4, switch_by="steps"):
-        return node("TStitchModelPair").execute(small, large, small_fraction, switch_by).result[0]
+        return run_node("TStitchModelPair", small_model=small, large_model=large, small_fraction=small_fraction,
+                        switch_by=switch_by)[0]
 
     return make
-
-
-class CallLog(list):
-    """(name, sigma) of every diffusion-model call, in order, recorded by tagged models."""
-
-    def names(self) -> str:
-        return "".join(name for name, _ in self)
 
 
 @pytest.fixture

@@ -37,10 +37,12 @@ class UNetSpec:
         return f"{self.name}-{digest}.safetensors"
 
 
-# Test-sized models: two depths of SD1.5 that ComfyUI detects as SD15, and a narrow SDXL-family
+# Test-sized models: SD1.5 UNets of a few depths that ComfyUI detects as SD15, and a narrow SDXL-family
 # one (detected as KOALA_700M, whose transformer depths it copies) for the mismatch errors.
 TINY_SD15_SMALL = UNetSpec("tiny-sd15-small", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=1)
 TINY_SD15_LARGE = UNetSpec("tiny-sd15-large", "sd15", (1, 2), (2, 2), (1, 1), middle_block=True, seed=2)
+TINY_SD15_MEDIUM = UNetSpec("tiny-sd15-medium", "sd15", (1, 2), (2, 1), (1, 1), middle_block=False, seed=4)
+TINY_SD15_SMALL_ALT = UNetSpec("tiny-sd15-small-alt", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=5)
 TINY_SDXL = UNetSpec("tiny-sdxl", "sdxl", (1, 1, 1), (1, 1, 1), (0, 2, 5), middle_block=False, seed=3)
 
 # Real architectures as ComfyUI detects them (parameter counts in HOST-NOTES).
@@ -71,6 +73,24 @@ def unet_config(spec: UNetSpec) -> dict:
     )
 
 
+def randomize_(module, seed: int) -> dict:
+    """Fill ``module`` with seeded random weights in place and return its state dict."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if tensor.ndim >= 2:  # conv / linear / embedding: fan-in scaled, so activations keep their size
+                tensor.normal_(0.0, tensor[0].numel() ** -0.5, generator=generator)
+            elif name.endswith("weight"):  # norms
+                tensor.fill_(1.0)
+            else:
+                tensor.normal_(0.0, 0.02, generator=generator)
+    return {k: v.contiguous() for k, v in module.state_dict().items()}
+
+
 def build_unet_state_dict(spec: UNetSpec) -> dict:
     """Seeded random weights for ``spec``, keys in ComfyUI's (LDM) layout."""
     import torch
@@ -78,28 +98,48 @@ def build_unet_state_dict(spec: UNetSpec) -> dict:
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     unet = UNetModel(**unet_config(spec), dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
-    generator = torch.Generator().manual_seed(spec.seed)
-    with torch.no_grad():
-        for name, tensor in unet.state_dict().items():
-            if tensor.ndim >= 2:  # conv / linear: fan-in scaled, so activations keep their size
-                tensor.normal_(0.0, tensor[0].numel() ** -0.5, generator=generator)
-            elif name.endswith("weight"):  # norms
-                tensor.fill_(1.0)
-            else:
-                tensor.normal_(0.0, 0.02, generator=generator)
-    return {k: v.contiguous() for k, v in unet.state_dict().items()}
+    return randomize_(unet, spec.seed)
+
+
+def build_sd15_text_encoder_and_vae(seed: int) -> dict:
+    """A random CLIP-L text encoder and SD VAE, keyed as in an SD1.5 checkpoint (ComfyUI fixes both shapes)."""
+    import comfy.sd1_clip
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    clip = comfy.sd1_clip.SDClipModel(device="cpu")
+    vae = AutoencoderKL(ddconfig={"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                                  "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
+                                  "dropout": 0.0}, embed_dim=4)
+    state_dict = {f"cond_stage_model.{k}": v for k, v in randomize_(clip, seed).items()}
+    state_dict.update({f"first_stage_model.{k}": v for k, v in randomize_(vae, seed + 1).items()})
+    return state_dict
+
+
+def _save(state_dict: dict, path: Path) -> Path:
+    import safetensors.torch
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    tensors = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state_dict.items()}
+    safetensors.torch.save_file(tensors, str(partial), metadata={"tstitch": "random weights, not a trained model"})
+    partial.rename(path)
+    return path
 
 
 def ensure_diffusion_model(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
     """Path of ``spec`` saved as a diffusion-model safetensors file (the UNETLoader format), built once."""
-    import safetensors.torch
-    import torch
-
     path = folder / spec.file_name
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        state_dict = {k: v.to(torch.float16) for k, v in build_unet_state_dict(spec).items()}
-        partial = path.with_suffix(".partial")
-        safetensors.torch.save_file(state_dict, str(partial), metadata={"tstitch": "random weights, not a trained model"})
-        partial.rename(path)
-    return path
+    return path if path.exists() else _save(build_unet_state_dict(spec), path)
+
+
+def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_seed: int = 100) -> Path:
+    """Path of ``spec`` saved as a full SD1.5 checkpoint (UNet, CLIP-L, VAE; CheckpointLoaderSimple's format)."""
+    if spec.family != "sd15":
+        raise ValueError(f"checkpoints are built for SD1.5-family specs only, not {spec.family}")
+    path = folder / f"checkpoint-{text_encoder_seed}-{spec.file_name}"
+    if path.exists():
+        return path
+    state_dict = {f"model.diffusion_model.{k}": v for k, v in build_unet_state_dict(spec).items()}
+    state_dict.update(build_sd15_text_encoder_and_vae(text_encoder_seed))
+    return _save(state_dict, path)

@@ -1,0 +1,159 @@
+"""Each model keeps its own patcher state inside a pair, the inputs stay untouched, and ComfyUI's
+model management loads both models."""
+
+import pytest
+import torch
+
+
+def weight_patched(model, seed=0):
+    """A clone with a LoRA-style weight difference on the output convolution (ComfyUI's patch machinery)."""
+    m = model.clone()
+    key = "diffusion_model.out.2.weight"
+    weight = m.model.state_dict()[key]
+    delta = torch.randn(weight.shape, generator=torch.Generator().manual_seed(seed)) * 0.5 * weight.std()
+    assert m.add_patches({key: (delta,)}, 1.0) == [key]
+    return m
+
+
+def test_weight_patch_on_the_small_model_changes_small_steps_only(small_model, large_model, stitch, ksample):
+    patched = weight_patched(small_model)
+    assert torch.equal(ksample(stitch(patched, large_model, 0.0)), ksample(large_model))
+    assert torch.equal(ksample(stitch(patched, large_model, 1.0)), ksample(patched))
+    assert not torch.equal(ksample(stitch(patched, large_model, 0.4)), ksample(stitch(small_model, large_model, 0.4)))
+
+
+def test_weight_patch_on_the_large_model_changes_large_steps_only(small_model, large_model, stitch, ksample):
+    patched = weight_patched(large_model, seed=1)
+    assert torch.equal(ksample(stitch(small_model, patched, 1.0)), ksample(small_model))
+    assert torch.equal(ksample(stitch(small_model, patched, 0.0)), ksample(patched))
+
+
+def attention_recorder(model, seen):
+    """A clone whose attn1 patch (a model_options patch) records the sigma of every call it sees."""
+    m = model.clone()
+
+    def patch(q, k, v, extra_options):
+        seen.append(float(extra_options["sigmas"][0]))
+        return q, k, v
+
+    m.set_model_attn1_patch(patch)
+    return m
+
+
+def test_attention_patches_see_only_their_own_models_calls(small_model, large_model, stitch, ksample):
+    import comfy.samplers
+
+    small_seen, large_seen = [], []
+    model = stitch(attention_recorder(small_model, small_seen), attention_recorder(large_model, large_seen), 0.4)
+    ksample(model)
+    sigmas = comfy.samplers.KSampler(large_model, 10, "cpu", scheduler="normal").sigmas.tolist()
+    assert sorted(set(small_seen), reverse=True) == sigmas[:4]
+    assert sorted(set(large_seen), reverse=True) == sigmas[4:10]
+
+
+@pytest.mark.parametrize("wrapper_type", ["diffusion_model", "apply_model", "calc_cond_batch", "predict_noise"])
+def test_wrappers_run_for_their_own_models_calls(wrapper_type, small_model, large_model, stitch, ksample, calls):
+    def with_wrapper(model, name):
+        m = model.clone()
+
+        def wrapper(executor, *args, **kwargs):
+            calls.append((name, None))
+            return executor(*args, **kwargs)
+
+        m.add_wrapper_with_key(wrapper_type, "test", wrapper)
+        return m
+
+    ksample(stitch(with_wrapper(small_model, "S"), with_wrapper(large_model, "L"), 0.4))
+    assert calls.names() == "SSSS" + "LLLLLL"
+
+
+def test_model_sampling_override_on_the_small_model_mixes_eps_and_v(small_model, large_model, run_node, stitch,
+                                                                    ksample):
+    small_v = run_node("ModelSamplingDiscrete", model=small_model, sampling="v_prediction", zsnr=False)[0]
+    assert torch.equal(ksample(stitch(small_v, large_model, 1.0)), ksample(small_v))
+    assert torch.equal(ksample(stitch(small_v, large_model, 0.0)), ksample(large_model))
+    mixed = ksample(stitch(small_v, large_model, 0.4))
+    assert torch.isfinite(mixed).all()
+    assert not torch.equal(mixed, ksample(stitch(small_model, large_model, 0.4)))
+
+
+def test_cfg_patches_follow_their_model(small_model, large_model, run_node, stitch, ksample):
+    small_rescaled = run_node("RescaleCFG", model=small_model, multiplier=0.7)[0]
+    assert torch.equal(ksample(stitch(small_rescaled, large_model, 1.0)), ksample(small_rescaled))
+    assert torch.equal(ksample(stitch(small_rescaled, large_model, 0.0)), ksample(large_model))
+
+
+def test_what_the_sampler_sets_at_run_time_reaches_both_models(small_model, large_model, stitch, ksample):
+    import comfy.samplers
+
+    seen = {"S": [], "L": []}
+
+    def recorder(model, name):
+        m = model.clone()
+
+        def patch(q, k, v, extra_options):
+            seen[name].append(extra_options)
+            return q, k, v
+
+        m.set_model_attn1_patch(patch)
+        return m
+
+    ksample(stitch(recorder(small_model, "S"), recorder(large_model, "L"), 0.4))
+    schedule = comfy.samplers.KSampler(large_model, 10, "cpu", scheduler="normal").sigmas
+    for name in "SL":
+        options = seen[name][0]
+        assert torch.equal(options["sample_sigmas"].cpu(), schedule), name
+        assert options["cond_or_uncond"] == [1, 0] or options["cond_or_uncond"] == [0, 1], name
+        assert "sigmas" in options and "uuids" in options, name
+
+
+def snapshot(patcher):
+    """Everything a node could mutate on a ModelPatcher, by value where plain and by identity otherwise."""
+
+    def shape(value):
+        if isinstance(value, dict):
+            return {repr(k): shape(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [shape(v) for v in value]
+        if isinstance(value, (str, int, float, bool, type(None))):
+            return value
+        return ("id", id(value))
+
+    return shape({
+        "model_options": patcher.model_options, "wrappers": patcher.wrappers, "callbacks": patcher.callbacks,
+        "attachments": patcher.attachments, "additional_models": patcher.additional_models,
+        "patches": patcher.patches, "patches_uuid": str(patcher.patches_uuid), "object_patches": patcher.object_patches,
+        "injections": patcher.injections, "model": patcher.model, "model_sampling": patcher.model.model_sampling,
+    })
+
+
+def test_inputs_are_unchanged_after_stitching_and_sampling(small_model, medium_model, large_model, stitch,
+                                                           ksample):
+    medium = medium_model
+    before_large_alone = ksample(large_model, "dpmpp_2m")
+    before = [snapshot(m) for m in (small_model, medium, large_model)]
+    inner = stitch(medium, large_model, 0.5)
+    inner_before = snapshot(inner)
+    ksample(stitch(small_model, inner, 0.2), "dpmpp_2m")
+    assert [snapshot(m) for m in (small_model, medium, large_model)] == before
+    assert snapshot(inner) == inner_before
+    assert torch.equal(ksample(large_model, "dpmpp_2m"), before_large_alone)
+
+
+def test_restitching_never_stacks_wrappers(small_model, medium_model, large_model, stitch):
+    nested = stitch(small_model, stitch(medium_model, large_model, 0.5), 0.2)
+    for wrapper_type in ("outer_sample", "predict_noise"):
+        assert len(nested.get_wrappers(wrapper_type, "tstitch")) == 1
+    assert next(iter(nested.wrappers["predict_noise"])) == "tstitch"
+    assert len(nested.get_additional_models_with_key("tstitch")) == 2
+
+
+def test_both_models_are_loaded_by_comfyui_model_management(small_model, large_model, stitch, ksample):
+    import comfy.model_management
+
+    model = stitch(small_model, large_model, 0.4)
+    ksample(model)
+    (stage,) = model.get_additional_models_with_key("tstitch")
+    loaded = [m for m in comfy.model_management.loaded_models() if m is not None]
+    assert stage.model is small_model.model and model.model is large_model.model
+    assert any(m is model for m in loaded) and any(m is stage for m in loaded)
