@@ -36,6 +36,8 @@ def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = Non
     import folder_paths  # noqa: E402  (reads args)
     import nodes
 
+    if all(node_id in nodes.NODE_CLASS_MAPPINGS for node_id in PACK_NODE_IDS):
+        return host  # booted already in this process
     custom_nodes = workdir / "custom_nodes"
     custom_nodes.mkdir(parents=True, exist_ok=True)
     link = custom_nodes / PACK_DIR_NAME
