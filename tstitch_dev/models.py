@@ -44,6 +44,8 @@ TINY_SD15_LARGE = UNetSpec("tiny-sd15-large", "sd15", (1, 2), (2, 2), (1, 1), mi
 TINY_SD15_MEDIUM = UNetSpec("tiny-sd15-medium", "sd15", (1, 2), (2, 1), (1, 1), middle_block=False, seed=4)
 TINY_SD15_SMALL_ALT = UNetSpec("tiny-sd15-small-alt", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=5)
 TINY_SDXL = UNetSpec("tiny-sdxl", "sdxl", (1, 1, 1), (1, 1, 1), (0, 2, 5), middle_block=False, seed=3)
+# detected as Segmind_Vega, whose transformer depths it copies at a quarter of the width
+TINY_SDXL_SMALL = UNetSpec("tiny-sdxl-small", "sdxl", (1, 1, 1), (2, 2, 2), (0, 1, 2), middle_block=False, seed=6)
 
 # Real architectures as ComfyUI detects them (parameter counts in HOST-NOTES).
 SD15 = UNetSpec("sd15", "sd15", (1, 2, 4, 4), (2, 2, 2, 2), (1, 1, 1, 0), middle_block=True, seed=10)
@@ -101,18 +103,35 @@ def build_unet_state_dict(spec: UNetSpec) -> dict:
     return randomize_(unet, spec.seed)
 
 
-def build_sd15_text_encoder_and_vae(seed: int) -> dict:
-    """A random CLIP-L text encoder and SD VAE, keyed as in an SD1.5 checkpoint (ComfyUI fixes both shapes)."""
+def build_sd15_text_encoder(seed: int) -> dict:
+    """A random CLIP-L text encoder keyed as in an SD1.5 checkpoint (ComfyUI fixes its shape)."""
     import comfy.sd1_clip
+
+    return {f"cond_stage_model.{k}": v for k, v in randomize_(comfy.sd1_clip.SDClipModel(device="cpu"), seed).items()}
+
+
+def build_sdxl_text_encoders(seed: int) -> dict:
+    """Random CLIP-L and CLIP-G text encoders keyed as in an SDXL checkpoint (ComfyUI fixes both shapes)."""
+    import comfy.sdxl_clip
+
+    renames = {"clip_l.transformer.text_model.": "conditioner.embedders.0.transformer.text_model.",
+               "clip_g.": "conditioner.embedders.1.model."}
+    state_dict = {}
+    for key, value in randomize_(comfy.sdxl_clip.SDXLClipModel(device="cpu"), seed).items():
+        prefix = next((p for p in renames if key.startswith(p)), None)
+        if prefix:
+            state_dict[renames[prefix] + key[len(prefix):]] = value
+    return state_dict
+
+
+def build_vae(seed: int) -> dict:
+    """A random SD/SDXL VAE (the two share a layout), keyed as in a checkpoint."""
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    clip = comfy.sd1_clip.SDClipModel(device="cpu")
     vae = AutoencoderKL(ddconfig={"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
                                   "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [],
                                   "dropout": 0.0}, embed_dim=4)
-    state_dict = {f"cond_stage_model.{k}": v for k, v in randomize_(clip, seed).items()}
-    state_dict.update({f"first_stage_model.{k}": v for k, v in randomize_(vae, seed + 1).items()})
-    return state_dict
+    return {f"first_stage_model.{k}": v for k, v in randomize_(vae, seed).items()}
 
 
 def _save(state_dict: dict, path: Path) -> Path:
@@ -133,13 +152,18 @@ def ensure_diffusion_model(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
     return path if path.exists() else _save(build_unet_state_dict(spec), path)
 
 
-def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_seed: int = 100) -> Path:
-    """Path of ``spec`` saved as a full SD1.5 checkpoint (UNet, CLIP-L, VAE; CheckpointLoaderSimple's format)."""
-    if spec.family != "sd15":
-        raise ValueError(f"checkpoints are built for SD1.5-family specs only, not {spec.family}")
-    path = folder / f"checkpoint-{text_encoder_seed}-{spec.file_name}"
+def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_seed: int | None = 100) -> Path:
+    """Path of ``spec`` saved as a full checkpoint (CheckpointLoaderSimple's format), built once.
+
+    It holds the UNet, a VAE and, unless ``text_encoder_seed`` is None, the family's text encoders.
+    """
+    tag = "no-text-encoder" if text_encoder_seed is None else f"text-encoder-{text_encoder_seed}"
+    path = folder / f"checkpoint-{tag}-{spec.file_name}"
     if path.exists():
         return path
     state_dict = {f"model.diffusion_model.{k}": v for k, v in build_unet_state_dict(spec).items()}
-    state_dict.update(build_sd15_text_encoder_and_vae(text_encoder_seed))
+    state_dict.update(build_vae(spec.seed + 1000))
+    if text_encoder_seed is not None:
+        build_text_encoders = {"sd15": build_sd15_text_encoder, "sdxl": build_sdxl_text_encoders}[spec.family]
+        state_dict.update(build_text_encoders(text_encoder_seed))
     return _save(state_dict, path)
