@@ -17,23 +17,29 @@ class PackLoadError(RuntimeError):
     pass
 
 
-def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = None) -> Path:
-    """Import the ComfyUI host, then load every node the way ComfyUI does, this pack from ``workdir``.
-
-    The pack is linked into ``workdir/custom_nodes`` and that folder is ComfyUI's only custom-node
-    folder, so neither the host's installed packs nor its folders take part. ``cpu=None`` uses
-    the GPU when torch sees one.
-    """
+def use_host(cpu: bool | None = None, host: Path | None = None) -> Path:
+    """Make the ComfyUI host importable in this process; ``cpu=None`` uses the GPU when torch sees one."""
     host = host or find_comfyui()
     if str(host) not in sys.path:
         sys.path.insert(0, str(host))
     from comfy.cli_args import args  # parses no command line unless comfy.options asks it to
 
-    if cpu is None:
-        import torch
-        cpu = not torch.cuda.is_available()
-    args.cpu = cpu
-    import folder_paths  # noqa: E402  (reads args)
+    if "comfy.model_management" not in sys.modules:  # it reads the device setting once, on import
+        if cpu is None:
+            import torch
+            cpu = not torch.cuda.is_available()
+        args.cpu = cpu
+    return host
+
+
+def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = None) -> Path:
+    """Import the ComfyUI host, then load every node the way ComfyUI does, this pack from ``workdir``.
+
+    The pack is linked into ``workdir/custom_nodes`` and that folder is ComfyUI's only custom-node
+    folder, so neither the host's installed packs nor its folders take part.
+    """
+    host = use_host(cpu, host)
+    import folder_paths
     import nodes
 
     if all(node_id in nodes.NODE_CLASS_MAPPINGS for node_id in PACK_NODE_IDS):
@@ -50,14 +56,3 @@ def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = Non
         raise PackLoadError(f"ComfyUI {comfyui_version(host)} at {host} did not load the pack from {link}: "
                             f"{', '.join(missing)} missing (see the import error logged above).")
     return host
-
-
-def pack_module():
-    """The pack's top-level module, as ComfyUI's loader imported it."""
-    import nodes
-
-    module_dir = str(Path(nodes.LOADED_MODULE_DIRS[PACK_DIR_NAME]))
-    for module in list(sys.modules.values()):
-        if getattr(module, "__file__", None) == os.path.join(module_dir, "__init__.py"):
-            return module
-    raise PackLoadError(f"the pack at {module_dir} is not among the imported modules")

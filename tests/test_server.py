@@ -1,0 +1,186 @@
+"""The pack in a real ComfyUI server: example workflows queued over HTTP, /object_info, validation
+errors, execution errors at the right node, and an interrupt in the middle of a stitched run."""
+
+import copy
+import json
+import time
+
+import pytest
+
+from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR
+
+pytestmark = pytest.mark.latest_host_only
+CPU_SIZE, CPU_STEPS = 64, 4
+
+
+def load_example(name):
+    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+
+
+def to_api(server, workflow):
+    """UI format to API format, converted as the frontend converts it (comfy-cli's convert_ui_to_api)."""
+    from comfy_cli.workflow_to_api import convert_ui_to_api
+
+    return convert_ui_to_api(workflow, server.object_info_cached)
+
+
+def shrink_for_cpu(api, steps=CPU_STEPS):
+    """The same graph at 64x64 pixels and a few steps: the test models are tiny, the CPU is slow."""
+    api = copy.deepcopy(api)
+    for node in api.values():
+        inputs = node["inputs"]
+        if node["class_type"] in ("EmptyLatentImage", "ImageScale"):
+            inputs["width"] = inputs["height"] = CPU_SIZE
+        if node["class_type"] in ("KSampler", "TStitchKSampler"):
+            inputs["steps"] = steps
+    return api
+
+
+def node_id(api, class_type, title=None):
+    return next(key for key, node in api.items()
+                if node["class_type"] == class_type and (title is None or node["_meta"]["title"] == title))
+
+
+def png_pixels(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size, image.tobytes()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, comfy_host):
+    import sys
+
+    from tstitch_dev.comfy_env import use_host
+    from tstitch_dev.examples import link_example_models
+    from tstitch_dev.server import ComfyServer
+
+    use_host(cpu=True)
+    base = tmp_path_factory.mktemp("server")
+    link_example_models(base)
+    with ComfyServer(base, host=comfy_host, python=sys.executable) as running:
+        running.object_info_cached = running.object_info()
+        yield running
+
+
+def assert_success(server, entry):
+    status = entry["status"]
+    assert status["status_str"] == "success" and status["completed"], (status, server.log_tail())
+
+
+@pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
+def test_example_workflow_runs_to_an_image(name, server):
+    api = shrink_for_cpu(to_api(server, load_example(name)))
+    entry = server.run(api)
+    assert_success(server, entry)
+    (image,) = server.output_images(entry)
+    size, pixels = png_pixels(image)
+    assert size == (CPU_SIZE, CPU_SIZE) and len(set(pixels)) > 10  # an image, not a blank
+
+
+def test_every_example_has_a_thumbnail_and_the_template_list_names_them(server):
+    import urllib.request
+
+    listed = server.get("/workflow_templates")
+    assert sorted(listed["comfyui-tstitch"]) == sorted(example.name for example in EXAMPLES)
+    for name in listed["comfyui-tstitch"]:
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/comfyui-tstitch/{name}.jpg") as response:
+            assert response.headers["Content-Type"] == "image/jpeg" and len(response.read()) > 10_000
+
+
+@pytest.mark.parametrize("node_id_", ["TStitchModelPair", "TStitchKSampler"])
+def test_object_info_shows_names_categories_descriptions_and_tooltips(node_id_, server):
+    info = server.object_info_cached[node_id_]
+    assert info["display_name"] == {"TStitchModelPair": "T-Stitch Model Pair",
+                                    "TStitchKSampler": "T-Stitch KSampler"}[node_id_]
+    assert info["category"] == "sampling/T-Stitch"
+    assert "T-Stitch" in info["description"]
+    assert info["python_module"] == "custom_nodes.comfyui-tstitch"
+    for name, (_, options) in info["input"]["required"].items():
+        assert options.get("tooltip"), name
+    assert all(info["output_tooltips"])
+
+
+def rejected(server, api):
+    from tstitch_dev.server import PromptRejected
+
+    with pytest.raises(PromptRejected) as error:
+        server.queue(api)
+    return error.value
+
+
+@pytest.fixture(scope="module")
+def pair_api(server):
+    return shrink_for_cpu(to_api(server, load_example("sd15_bk-sdm-tiny_pair")))
+
+
+def test_a_fraction_above_one_is_a_validation_error_at_the_pair(server, pair_api):
+    api = copy.deepcopy(pair_api)
+    pair = node_id(api, "TStitchModelPair")
+    api[pair]["inputs"]["small_fraction"] = 2.0
+    error = rejected(server, api)
+    assert error.status == 400 and error.body["error"]["type"] == "prompt_outputs_failed_validation"
+    (problem,) = error.body["node_errors"][pair]["errors"]
+    assert problem["type"] == "value_bigger_than_max" and "small_fraction" in problem["details"]
+
+
+def test_a_missing_model_link_is_a_validation_error_at_the_pair(server, pair_api):
+    api = copy.deepcopy(pair_api)
+    pair = node_id(api, "TStitchModelPair")
+    del api[pair]["inputs"]["large_model"]
+    error = rejected(server, api)
+    (problem,) = error.body["node_errors"][pair]["errors"]
+    assert problem["type"] == "required_input_missing" and problem["extra_info"]["input_name"] == "large_model"
+
+
+def test_a_wrongly_typed_link_is_a_validation_error_at_the_pair(server, pair_api):
+    api = copy.deepcopy(pair_api)
+    pair = node_id(api, "TStitchModelPair")
+    api[pair]["inputs"]["small_model"] = [api[pair]["inputs"]["small_model"][0], 1]  # the loader's CLIP output
+    error = rejected(server, api)
+    (problem,) = error.body["node_errors"][pair]["errors"]
+    assert problem["type"] == "return_type_mismatch" and "CLIP" in problem["details"]
+
+
+def test_the_server_keeps_serving_after_rejected_prompts(server, pair_api):
+    api = copy.deepcopy(pair_api)
+    api[node_id(api, "TStitchModelPair")]["inputs"]["small_fraction"] = -1.0
+    rejected(server, api)
+    assert "KSampler" in server.get("/object_info/KSampler")
+    assert_success(server, server.run(pair_api))
+
+
+def test_incompatible_models_fail_at_the_pair_node_with_both_named(server, pair_api):
+    api = copy.deepcopy(pair_api)
+    small_loader = api[node_id(api, "TStitchModelPair")]["inputs"]["small_model"][0]
+    api[small_loader]["inputs"]["ckpt_name"] = "SSD-1B.safetensors"
+    entry = server.run(api)
+    assert entry["status"]["status_str"] == "error"
+    (error,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
+    assert error["node_id"] == node_id(api, "TStitchModelPair") and error["exception_type"] == "ValueError"
+    assert "SDXL latents" in error["exception_message"] and "SD15 latents" in error["exception_message"]
+
+
+def test_interrupting_a_stitched_run_leaves_the_next_run_like_a_clean_one(server, pair_api):
+    api = shrink_for_cpu(pair_api, steps=40)
+    api[node_id(api, "SaveImage")]["inputs"]["filename_prefix"] = "interrupt_test"
+    clean = png_pixels(server.output_images(server.run(api))[0])
+
+    server.post("/free", {"unload_models": True, "free_memory": True})  # drop cached outputs and loaded models
+    time.sleep(2)
+    prompt_id = server.queue(api)
+    sampler = node_id(api, "KSampler")
+    deadline = time.monotonic() + 120
+    while not server.sampling_progress(prompt_id, sampler) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.interrupt()
+    entry = server.wait(prompt_id)
+    kinds = [kind for kind, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds and entry["status"]["status_str"] == "error"
+    (interrupted,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_interrupted"]
+    assert interrupted["node_id"] == sampler
+
+    after = server.run(api)
+    assert_success(server, after)
+    assert png_pixels(server.output_images(after)[0]) == clean

@@ -1,0 +1,38 @@
+"""The real ComfyUI frontend in headless Chromium (Debian's package), driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import contextmanager
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+APP_READY = "() => window.app && window.app.extensionManager && window.app.graph"
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        raise RuntimeError("The browser tests need Debian's chromium package (apt-get install chromium); "
+                           "Playwright's own browser downloads are not used.")
+    return path
+
+
+@contextmanager
+def open_frontend(server, width: int = 1600, height: int = 1000):
+    """A page with the frontend served by ``server`` loaded and ready; requests off 127.0.0.1 are blocked."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+            # the frontend calls outside hosts (fonts, telemetry); this machine must not
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
+                       else route.abort())
+            page.goto(server.url)
+            page.wait_for_function(APP_READY, timeout=120_000)
+            page.wait_for_selector(".p-blockui-mask", state="hidden", timeout=120_000)
+            yield page
+        finally:
+            browser.close()

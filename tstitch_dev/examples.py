@@ -1,0 +1,239 @@
+"""The example workflows: their graphs, the model files they name, and how they are (re)built.
+
+The JSON in example_workflows/ is what the ComfyUI frontend itself exports: ``python -m
+tstitch_dev.examples`` starts a server, builds each graph in the frontend through LiteGraph,
+exports it with the frontend's own Export command and screenshots it as the same-name .jpg
+thumbnail the template browser shows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .host import PACK_ROOT, find_comfyui
+from .models import TINY_SD15_LARGE, TINY_SD15_MEDIUM, TINY_SD15_SMALL, TINY_SDXL, TINY_SDXL_SMALL
+
+EXAMPLES_DIR = PACK_ROOT / "example_workflows"
+
+# Public file names the workflows load, and the random-weight test model that stands in for each
+# (spec, text encoder seed or None when the workflow never uses that checkpoint's CLIP).
+EXAMPLE_CHECKPOINTS = {
+    "sd-v1-4.safetensors": (TINY_SD15_LARGE, 100),
+    "bk-sdm-small.safetensors": (TINY_SD15_MEDIUM, None),
+    "bk-sdm-tiny.safetensors": (TINY_SD15_SMALL, None),
+    "sd_xl_base_1.0.safetensors": (TINY_SDXL, 100),
+    "SSD-1B.safetensors": (TINY_SDXL_SMALL, None),
+}
+
+
+@dataclass
+class Node:
+    key: str
+    type: str
+    column: int  # nodes are laid out left to right by column, stacked in list order within one
+    widgets: dict = field(default_factory=dict)
+    title: str | None = None
+
+
+@dataclass
+class Example:
+    name: str
+    nodes: list[Node]
+    links: list[tuple[str, int, str, str]]  # (from node, output index, to node, input name)
+
+
+PROMPT = "a photograph of an astronaut riding a horse on the moon, detailed, sharp focus"
+NEGATIVE = "blurry, low quality, watermark"
+
+
+LOADERS, MIDDLE, SAMPLER, DECODE, SAVE = range(5)  # layout columns
+
+
+def _loader(key, file_name, title):
+    return Node(key, "CheckpointLoaderSimple", LOADERS, {"ckpt_name": file_name}, title)
+
+
+def _prompts_and_output(filename_prefix):
+    """Prompt, decode and save nodes every example shares."""
+    return [
+        Node("positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "Positive prompt"),
+        Node("negative", "CLIPTextEncode", MIDDLE, {"text": NEGATIVE}, "Negative prompt"),
+        Node("decode", "VAEDecode", DECODE),
+        Node("save", "SaveImage", SAVE, {"filename_prefix": filename_prefix}),
+    ]
+
+
+def _empty_latent(size):
+    return Node("latent", "EmptyLatentImage", MIDDLE, {"width": size, "height": size, "batch_size": 1})
+
+
+def _ksampler(cfg=7.5, denoise=1.0):
+    return Node("sampler", "KSampler", SAMPLER, {
+        "seed": 0, "control_after_generate": "fixed", "steps": 25, "cfg": cfg, "sampler_name": "dpmpp_2m",
+        "scheduler": "karras", "denoise": denoise})
+
+
+def _pair(key, fraction, title):
+    return Node(key, "TStitchModelPair", MIDDLE, {"small_fraction": fraction, "switch_by": "steps"}, title)
+
+
+_PROMPT_LINKS = [("large", 1, "positive", "clip"), ("large", 1, "negative", "clip"),
+                 ("positive", 0, "sampler", "positive"), ("negative", 0, "sampler", "negative"),
+                 ("sampler", 0, "decode", "samples"), ("large", 2, "decode", "vae"), ("decode", 0, "save", "images")]
+_PAIR_LINKS = [("small", 0, "pair", "small_model"), ("large", 0, "pair", "large_model"),
+               ("pair", 0, "sampler", "model")]
+
+EXAMPLES = [
+    Example(
+        "sd15_bk-sdm-tiny_pair",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sd15"), _empty_latent(512),
+         _ksampler()],
+        [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "sd15_tstitch_ksampler",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         *_prompts_and_output("tstitch_ksampler"), _empty_latent(512),
+         Node("sampler", "TStitchKSampler", SAMPLER, {
+             "small_fraction": 0.4, "switch_by": "steps", "seed": 0, "control_after_generate": "fixed", "steps": 25,
+             "cfg": 7.5, "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0})],
+        [("small", 0, "sampler", "small_model"), ("large", 0, "sampler", "large_model"),
+         ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "sdxl_ssd-1b_pair",
+        [_loader("small", "SSD-1B.safetensors", "Small: SSD-1B"),
+         _loader("large", "sd_xl_base_1.0.safetensors", "Large: SDXL base 1.0"),
+         _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sdxl"), _empty_latent(1024),
+         _ksampler(cfg=7.0)],
+        [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "sd15_three_stage_bk-sdm",
+        [_loader("tiny", "bk-sdm-tiny.safetensors", "Stage 1: BK-SDM-Tiny"),
+         _loader("base", "bk-sdm-small.safetensors", "Stage 2: BK-SDM-Small"),
+         _loader("large", "sd-v1-4.safetensors", "Stage 3: SD v1.4"),
+         _pair("inner", 0.5, "Pair: stages 2-3 (50%)"), _pair("outer", 0.2, "Pair: stage 1 (20%)"),
+         *_prompts_and_output("tstitch_three_stage"), _empty_latent(512), _ksampler()],
+        [("base", 0, "inner", "small_model"), ("large", 0, "inner", "large_model"),
+         ("tiny", 0, "outer", "small_model"), ("inner", 0, "outer", "large_model"), ("outer", 0, "sampler", "model"),
+         ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "sd15_img2img_pair",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         Node("image", "LoadImage", LOADERS, {"image": "example.png"}),
+         _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_img2img"),
+         Node("scale", "ImageScale", MIDDLE, {"upscale_method": "lanczos", "width": 512, "height": 512,
+                                               "crop": "center"}),
+         Node("encode", "VAEEncode", MIDDLE), _ksampler(denoise=0.6)],
+        [*_PAIR_LINKS, ("image", 0, "scale", "image"), ("scale", 0, "encode", "pixels"),
+         ("large", 2, "encode", "vae"), ("encode", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+]
+
+# Builds one example in the page's graph through LiteGraph, as a user dragging nodes would.
+_BUILD_JS = """async (example) => {
+  const graph = window.app.graph;
+  graph.clear();
+  const nodes = {};
+  const columns = [];
+  for (const spec of example.nodes) {
+    const node = LiteGraph.createNode(spec.type);
+    if (!node) throw new Error(`unknown node type ${spec.type}`);
+    if (spec.title) node.title = spec.title;
+    graph.add(node);
+    (columns[spec.column] ??= []).push(node);
+    for (const [name, value] of Object.entries(spec.widgets)) {
+      const widget = node.widgets.find((w) => w.name === name);
+      if (!widget) throw new Error(`${spec.type} has no widget ${name}`);
+      widget.value = value;
+    }
+    nodes[spec.key] = node;
+  }
+  for (const [from, output, to, input] of example.links) {
+    const slot = nodes[to].findInputSlot(input);
+    if (slot < 0) throw new Error(`${nodes[to].type} has no input ${input}`);
+    if (!nodes[from].connect(output, nodes[to], slot)) throw new Error(`cannot link ${from} to ${to}.${input}`);
+  }
+  // columns left to right, 80 px apart; nodes stacked within a column, 60 px apart
+  let x = 0;
+  for (const column of columns) {
+    let y = 0;
+    for (const node of column ?? []) {
+      node.pos = [x, y];
+      y += node.size[1] + LiteGraph.NODE_TITLE_HEIGHT + 60;
+    }
+    x += Math.max(...(column ?? []).map((n) => n.size[0])) + 80;
+  }
+  graph.setDirtyCanvas(true, true);
+}"""
+
+
+def build_in_frontend(page, example: Example) -> None:
+    page.evaluate(_BUILD_JS, {"nodes": [vars(n) for n in example.nodes], "links": example.links})
+
+
+def export_from_frontend(page) -> dict:
+    """The current graph as the frontend's Export command writes it."""
+    page.evaluate("() => window.app.extensionManager.setting.set('Comfy.PromptFilename', false)")
+    with page.expect_download() as download:
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.ExportWorkflow')")
+    return json.loads(Path(download.value.path()).read_text())
+
+
+def screenshot_graph(page, path: Path) -> None:
+    """The graph alone, fitted to the view: the thumbnail the template browser shows."""
+    page.evaluate("""async () => {
+      const settings = window.app.extensionManager.setting;
+      await settings.set('Comfy.Minimap.Visible', false);
+      window.app.canvas.show_info = false;
+      window.app.extensionManager.command.execute('Comfy.Canvas.FitView');
+    }""")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), type="jpeg", quality=85)
+
+
+def link_example_models(base: Path) -> None:
+    """The random-weight stand-ins under the public file names, and ComfyUI's example.png as input."""
+    import shutil
+
+    from .models import ensure_checkpoint
+    from .server import link_model
+
+    for name, (spec, text_encoder_seed) in EXAMPLE_CHECKPOINTS.items():
+        link_model(base, "checkpoints", name, ensure_checkpoint(spec, text_encoder_seed=text_encoder_seed))
+    (base / "input").mkdir(parents=True, exist_ok=True)
+    shutil.copy(find_comfyui() / "input" / "example.png", base / "input" / "example.png")
+
+
+def main() -> int:
+    from .browser import open_frontend
+    from .comfy_env import use_host
+    from .server import ComfyServer
+
+    use_host(cpu=True)  # the stand-in models are built with the host's model classes
+    EXAMPLES_DIR.mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="tstitch-examples-"))
+    link_example_models(base)
+    with ComfyServer(base) as server, open_frontend(server, width=1400, height=900) as page:
+        page.evaluate("() => window.app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
+        for example in EXAMPLES:
+            build_in_frontend(page, example)
+            workflow = export_from_frontend(page)
+            (EXAMPLES_DIR / f"{example.name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
+            screenshot_graph(page, EXAMPLES_DIR / f"{example.name}.jpg")
+            print(f"wrote {example.name}.json and .jpg")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
