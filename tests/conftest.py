@@ -151,3 +151,15 @@ def tag(calls):
         return m
 
     return tagged
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, comfy_host):
+    """The host's main.py serving on 127.0.0.1, this pack loaded, the example workflows' models in place."""
+    from tstitch_dev.examples import link_example_models
+    from tstitch_dev.server import ComfyServer
+
+    base = tmp_path_factory.mktemp("server")
+    link_example_models(base)
+    with ComfyServer(base, host=comfy_host, python=sys.executable) as running:
+        yield running

@@ -21,7 +21,7 @@ def to_api(server, workflow):
     """UI format to API format, converted as the frontend converts it (comfy-cli's convert_ui_to_api)."""
     from comfy_cli.workflow_to_api import convert_ui_to_api
 
-    return convert_ui_to_api(workflow, server.object_info_cached)
+    return convert_ui_to_api(workflow, server.object_info())
 
 
 def shrink_for_cpu(api, steps=CPU_STEPS):
@@ -46,22 +46,6 @@ def png_pixels(path):
 
     with Image.open(path) as image:
         return image.size, image.tobytes()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, comfy_host):
-    import sys
-
-    from tstitch_dev.comfy_env import use_host
-    from tstitch_dev.examples import link_example_models
-    from tstitch_dev.server import ComfyServer
-
-    use_host(cpu=True)
-    base = tmp_path_factory.mktemp("server")
-    link_example_models(base)
-    with ComfyServer(base, host=comfy_host, python=sys.executable) as running:
-        running.object_info_cached = running.object_info()
-        yield running
 
 
 def assert_success(server, entry):
@@ -91,7 +75,7 @@ def test_every_example_has_a_thumbnail_and_the_template_list_names_them(server):
 
 @pytest.mark.parametrize("node_id_", ["TStitchModelPair", "TStitchKSampler"])
 def test_object_info_shows_names_categories_descriptions_and_tooltips(node_id_, server):
-    info = server.object_info_cached[node_id_]
+    info = server.object_info()[node_id_]
     assert info["display_name"] == {"TStitchModelPair": "T-Stitch Model Pair",
                                     "TStitchKSampler": "T-Stitch KSampler"}[node_id_]
     assert info["category"] == "sampling/T-Stitch"

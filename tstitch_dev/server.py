@@ -75,6 +75,7 @@ class ComfyServer:
         self.log_path = base / "server.log"
         self.client_id = uuid.uuid4().hex
         self.messages: list[dict] = []  # JSON websocket messages sent to this client, in order
+        self._object_info = None
 
     @property
     def url(self) -> str:
@@ -159,7 +160,10 @@ class ComfyServer:
         return self.request("POST", path, body if body is not None else {}, timeout=timeout)
 
     def object_info(self) -> dict:
-        return self.get("/object_info", timeout=60)
+        """GET /object_info, fetched once: node definitions do not change while a server runs."""
+        if self._object_info is None:
+            self._object_info = self.get("/object_info", timeout=60)
+        return self._object_info
 
     def queue(self, api_prompt: dict) -> str:
         """Queue an API-format prompt; returns its prompt_id, raises PromptRejected on a validation error."""
