@@ -94,3 +94,15 @@ def test_queueing_an_example_runs_and_shows_the_image(page, server):
     assert len(history) == before + 1
     (entry,) = [entry for entry in history.values() if entry["status"]["status_str"] == "success"][-1:]
     assert entry["outputs"][str(save)]["images"][0]["filename"].startswith("tstitch_sd15")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
+def test_committed_example_is_what_the_frontend_exports_for_its_graph(example, page):
+    from tstitch_dev.examples import build_in_frontend, export_from_frontend
+
+    def graph_only(workflow):  # the saved viewport (extra.ds) is where the canvas was, not the graph
+        return {**workflow, "extra": {k: v for k, v in workflow["extra"].items() if k != "ds"}}
+
+    build_in_frontend(page, example)
+    committed = json.loads((EXAMPLES_DIR / f"{example.name}.json").read_text())
+    assert graph_only(export_from_frontend(page)) == graph_only(committed)

@@ -138,7 +138,7 @@ def test_the_server_keeps_serving_after_rejected_prompts(server, pair_api):
 def test_incompatible_models_fail_at_the_pair_node_with_both_named(server, pair_api):
     api = copy.deepcopy(pair_api)
     small_loader = api[node_id(api, "TStitchModelPair")]["inputs"]["small_model"][0]
-    api[small_loader]["inputs"]["ckpt_name"] = "SSD-1B.safetensors"
+    api[small_loader]["inputs"]["ckpt_name"] = "SSD-1B-A1111.safetensors"
     entry = server.run(api)
     assert entry["status"]["status_str"] == "error"
     (error,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]

@@ -26,7 +26,7 @@ EXAMPLE_CHECKPOINTS = {
     "bk-sdm-small.safetensors": (TINY_SD15_MEDIUM, None),
     "bk-sdm-tiny.safetensors": (TINY_SD15_SMALL, None),
     "sd_xl_base_1.0.safetensors": (TINY_SDXL, 100),
-    "SSD-1B.safetensors": (TINY_SDXL_SMALL, None),
+    "SSD-1B-A1111.safetensors": (TINY_SDXL_SMALL, None),
 }
 
 
@@ -109,7 +109,7 @@ EXAMPLES = [
     ),
     Example(
         "sdxl_ssd-1b_pair",
-        [_loader("small", "SSD-1B.safetensors", "Small: SSD-1B"),
+        [_loader("small", "SSD-1B-A1111.safetensors", "Small: SSD-1B"),
          _loader("large", "sd_xl_base_1.0.safetensors", "Large: SDXL base 1.0"),
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sdxl"), _empty_latent(1024),
          _ksampler(cfg=7.0)],
