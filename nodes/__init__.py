@@ -2,9 +2,10 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .guider import TStitchGuider
 from .stitch import TStitchKSampler, TStitchModelPair
 
 
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TStitchModelPair, TStitchKSampler]
+        return [TStitchModelPair, TStitchKSampler, TStitchGuider]

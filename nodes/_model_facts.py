@@ -6,8 +6,8 @@ import logging
 
 import comfy.model_patcher
 
-from ..tstitch_core import (SWITCH_BY_TIMESTEP, ModelFacts, SwitchRule, describe_sigma_range_mismatch, validate_pair,
-                           validate_timestep_range)
+from ..tstitch_core import (SWITCH_BY_TIMESTEP, ModelFacts, SwitchRule, check_blocks_line_up,
+                           describe_sigma_range_mismatch, validate_pair, validate_timestep_range)
 from ._patching import get_plan
 
 log = logging.getLogger(__name__)
@@ -59,3 +59,8 @@ def check_stitchable(small: comfy.model_patcher.ModelPatcher, large: comfy.model
 def _stages(model: comfy.model_patcher.ModelPatcher):
     plan = get_plan(model)
     return plan.stages if plan else ()
+
+
+def blocks_line_up(model: comfy.model_patcher.ModelPatcher, large: comfy.model_patcher.ModelPatcher) -> bool:
+    """Whether ControlNets made for ``large`` fit ``model``'s blocks (SSD-1B-style pruning: yes; BK-SDM: no)."""
+    return check_blocks_line_up(model.model.model_config.unet_config, large.model.model_config.unet_config)

@@ -7,7 +7,7 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SwitchRule, validate_rule
-from ._model_facts import check_stitchable
+from ._model_facts import blocks_line_up, check_stitchable
 from ._patching import stitch_models
 
 CATEGORY = "sampling/T-Stitch"
@@ -31,10 +31,18 @@ def pair_inputs() -> list:
     ]
 
 
-def stitch(small_model, large_model, small_fraction: float, switch_by: str):
+def offload_idle_input():
+    return io.Boolean.Input("offload_idle_model", default=False, optional=True, tooltip=(
+        "Keep only the model that is running loaded: the small model is handed back to ComfyUI's model "
+        "management before the large one loads. Peak VRAM is about the larger model instead of both; each "
+        "switch costs a model load."))
+
+
+def stitch(small_model, large_model, small_fraction: float, switch_by: str, offload_idle_model: bool = False):
     rule = validate_rule(SwitchRule(small_fraction, switch_by))
     check_stitchable(small_model, large_model, rule)
-    return stitch_models(small_model, large_model, rule)
+    return stitch_models(small_model, large_model, rule, lambda model: blocks_line_up(model, large_model),
+                         offload_idle_model)
 
 
 class TStitchModelPair(io.ComfyNode):
@@ -48,13 +56,13 @@ class TStitchModelPair(io.ComfyNode):
                 "Trajectory stitching (T-Stitch): the small model denoises the first part of the trajectory "
                 "and the large model the rest, in one sampler pass. Connect the output to KSampler or any "
                 "sampler; a pair can be the large_model of another pair for three stages."),
-            inputs=pair_inputs(),
+            inputs=[*pair_inputs(), offload_idle_input()],
             outputs=[io.Model.Output(tooltip="One model that hands each model call to the small or the large model.")],
         )
 
     @classmethod
-    def execute(cls, small_model, large_model, small_fraction, switch_by) -> io.NodeOutput:
-        return io.NodeOutput(stitch(small_model, large_model, small_fraction, switch_by))
+    def execute(cls, small_model, large_model, small_fraction, switch_by, offload_idle_model=False) -> io.NodeOutput:
+        return io.NodeOutput(stitch(small_model, large_model, small_fraction, switch_by, offload_idle_model))
 
 
 class TStitchKSampler(io.ComfyNode):
@@ -83,13 +91,14 @@ class TStitchKSampler(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
                     "The amount of denoising applied; lower values keep the structure of the input image.")),
+                offload_idle_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised latent.")],
         )
 
     @classmethod
     def execute(cls, small_model, large_model, small_fraction, switch_by, seed, steps, cfg, sampler_name, scheduler,
-                positive, negative, latent_image, denoise=1.0) -> io.NodeOutput:
-        model = stitch(small_model, large_model, small_fraction, switch_by)
+                positive, negative, latent_image, denoise=1.0, offload_idle_model=False) -> io.NodeOutput:
+        model = stitch(small_model, large_model, small_fraction, switch_by, offload_idle_model)
         return io.NodeOutput(*comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive,
                                                           negative, latent_image, denoise=denoise))

@@ -110,7 +110,7 @@ def ksample(run_node, conds, latent):
     """Sample through ComfyUI's KSampler node; returns the latent tensor."""
 
     def sample(model, sampler_name="euler", scheduler="normal", steps=STEPS, cfg=CFG, denoise=1.0, latent_image=None,
-               seed=0):
+               seed=0, conds=conds):
         positive, negative = conds
         latent_image = latent() if latent_image is None else latent_image
         return run_node("KSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,

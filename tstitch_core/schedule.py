@@ -102,3 +102,17 @@ def count_stage_steps(switch_points: Sequence[SwitchPoint], sample_sigmas: Seque
     for sigma in list(sample_sigmas)[:-1]:
         counts[pick_stage(switch_points, float(sigma), timestep_of)] += 1
     return counts
+
+
+def describe_stage_steps(counts: Sequence[int]) -> list[str]:
+    """Each stage's steps in words, as ``count_stage_steps`` counted them ("steps 1-4 of 10")."""
+    total, first, described = sum(counts), 1, []
+    for count in counts:
+        if count == 0:
+            described.append(f"no steps of {total}")
+        elif count == 1:
+            described.append(f"step {first} of {total}")
+        else:
+            described.append(f"steps {first}-{first + count - 1} of {total}")
+        first += count
+    return described

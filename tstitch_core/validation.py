@@ -103,3 +103,19 @@ def validate_timestep_range(model_name: str, timestep_at_sigma_min: float, times
             f"switch_by 'timestep' reads t / T off the timesteps {model_name} sees, which must run from 0 at "
             f"its smallest sigma up to T at its largest, but they run from {timestep_at_sigma_min:.4g} to "
             f"{timestep_at_sigma_max:.4g}. Use switch_by 'steps' with this model.")
+
+
+# UNet config keys that only count transformer blocks: pruning them (SSD-1B, Vega) keeps every
+# block a ControlNet feeds; removing whole blocks (BK-SDM) does not.
+_TRANSFORMER_DEPTH_KEYS = ("transformer_depth", "transformer_depth_output", "transformer_depth_middle")
+
+
+def check_blocks_line_up(small_config: dict, large_config: dict) -> bool:
+    """Whether ControlNet residuals made for the large model's blocks fit the small model's, block for block."""
+    def layout(config):
+        kept = {k: v for k, v in config.items() if k not in _TRANSFORMER_DEPTH_KEYS}
+        middle = config.get("transformer_depth_middle")
+        kept["has_middle_block"] = middle is None or middle >= -1  # -2 means no middle block
+        return kept
+
+    return layout(small_config) == layout(large_config)
