@@ -1,0 +1,84 @@
+"""offload_idle_model: only the running model stays loaded, through ComfyUI's model management."""
+
+import pytest
+import torch
+
+
+def loaded_base_models():
+    import comfy.model_management
+
+    return {id(m.model) for m in comfy.model_management.loaded_models() if m is not None}
+
+
+@pytest.fixture
+def residency(small_model, medium_model, large_model):
+    """Each call's model name and which of the three test models were loaded while it ran."""
+    names = {id(small_model.model): "S", id(medium_model.model): "B", id(large_model.model): "L"}
+    log = []
+
+    def tag(model, name):
+        m = model.clone()
+
+        def record(apply_model, args):
+            log.append((name, "".join(sorted(names[i] for i in loaded_base_models() if i in names))))
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        m.set_model_unet_function_wrapper(record)
+        return m
+
+    return tag, log
+
+
+def test_only_the_running_model_is_loaded_at_each_step(small_model, large_model, run_node, residency, ksample):
+    tag, log = residency
+    model = run_node("TStitchModelPair", small_model=tag(small_model, "S"), large_model=tag(large_model, "L"),
+                     small_fraction=0.4, switch_by="steps", offload_idle_model=True)[0]
+    ksample(model)
+    assert log == [("S", "S")] * 4 + [("L", "L")] * 6
+
+
+def test_without_offloading_both_models_stay_loaded(small_model, large_model, run_node, residency, ksample):
+    tag, log = residency
+    model = run_node("TStitchModelPair", small_model=tag(small_model, "S"), large_model=tag(large_model, "L"),
+                     small_fraction=0.4, switch_by="steps", offload_idle_model=False)[0]
+    ksample(model)
+    assert log == [("S", "LS")] * 4 + [("L", "LS")] * 6
+
+
+def test_three_stages_load_one_model_at_a_time(small_model, medium_model, large_model, run_node, residency, ksample):
+    tag, log = residency
+    inner = run_node("TStitchModelPair", small_model=tag(medium_model, "B"), large_model=tag(large_model, "L"),
+                     small_fraction=0.5, switch_by="steps")[0]
+    outer = run_node("TStitchModelPair", small_model=tag(small_model, "S"), large_model=inner, small_fraction=0.2,
+                     switch_by="steps", offload_idle_model=True)[0]
+    ksample(outer)
+    assert log == [("S", "S")] * 2 + [("B", "B")] * 3 + [("L", "L")] * 5
+
+
+@pytest.mark.parametrize("sampler_name", ["dpmpp_2m", "heun"])
+def test_offloading_changes_no_number(sampler_name, small_model, large_model, run_node, ksample):
+    def pair(offload):
+        return run_node("TStitchModelPair", small_model=small_model, large_model=large_model, small_fraction=0.4,
+                        switch_by="steps", offload_idle_model=offload)[0]
+
+    assert torch.equal(ksample(pair(True), sampler_name), ksample(pair(False), sampler_name))
+
+
+def test_the_sampler_and_the_guider_offload_too(small_model, large_model, run_node, residency, conds, latent):
+    tag, log = residency
+    positive, negative = conds
+    run_node("TStitchKSampler", small_model=tag(small_model, "S"), large_model=tag(large_model, "L"),
+             small_fraction=0.5, switch_by="steps", seed=0, steps=4, cfg=5.0, sampler_name="euler",
+             scheduler="normal", positive=positive, negative=negative, latent_image=latent(), denoise=1.0,
+             offload_idle_model=True)
+    assert log == [("S", "S")] * 2 + [("L", "L")] * 2
+    log.clear()
+    guider = run_node("TStitchGuider", small_model=tag(small_model, "S"), large_model=tag(large_model, "L"),
+                      small_fraction=0.5, switch_by="steps", small_positive=positive, small_negative=negative,
+                      small_cfg=3.0, large_positive=positive, large_negative=negative, large_cfg=5.0,
+                      offload_idle_model=True)[0]
+    run_node("SamplerCustomAdvanced", noise=run_node("RandomNoise", noise_seed=0)[0], guider=guider,
+             sampler=run_node("KSamplerSelect", sampler_name="euler")[0],
+             sigmas=run_node("BasicScheduler", model=large_model, scheduler="normal", steps=4, denoise=1.0)[0],
+             latent_image=latent())
+    assert log == [("S", "S")] * 2 + [("L", "L")] * 2
