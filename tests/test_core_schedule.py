@@ -85,3 +85,10 @@ def test_steps_rule_does_not_read_timesteps():
         raise AssertionError("steps mode must not convert sigmas to timesteps")
 
     assert pick_stage([point], 5.0, fail) == 0
+
+
+def test_stage_steps_are_described_in_words():
+    from tstitch_core import describe_stage_steps
+
+    assert describe_stage_steps([4, 6]) == ["steps 1-4 of 10", "steps 5-10 of 10"]
+    assert describe_stage_steps([0, 1, 9]) == ["no steps of 10", "step 1 of 10", "steps 2-10 of 10"]

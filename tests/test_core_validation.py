@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from tstitch_core import (ModelFacts, SwitchRule, describe_sigma_range_mismatch, validate_fraction, validate_pair,
-                          validate_rule, validate_stage_order, validate_timestep_range)
+from tstitch_core import (ModelFacts, SwitchRule, check_blocks_line_up, describe_sigma_range_mismatch,
+                          validate_fraction, validate_pair, validate_rule, validate_stage_order,
+                          validate_timestep_range)
 
 SD15 = ModelFacts("small_model (SD15)", "SD15", 4, 4, "EPS", 0.0292, 14.6146)
 SD15_LARGE = ModelFacts("large_model (SD15)", "SD15", 4, 4, "EPS", 0.0292, 14.6146)
@@ -82,3 +83,22 @@ def test_timestep_mode_needs_timesteps_from_zero_to_T():
     validate_timestep_range("large_model (Flux)", 0.001, 1.0)
     with pytest.raises(ValueError, match=r"run from -1\.554 to 1\.095"):
         validate_timestep_range("large_model (EDM)", -1.554, 1.095)
+
+
+SDXL_LIKE = {"model_channels": 320, "channel_mult": [1, 2, 4], "num_res_blocks": [2, 2, 2],
+             "transformer_depth": [0, 0, 2, 2, 10, 10], "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+             "transformer_depth_middle": 10, "context_dim": 2048}
+
+
+def test_blocks_line_up_when_pruning_only_removes_transformers():
+    ssd_1b_like = {**SDXL_LIKE, "transformer_depth": [0, 0, 2, 2, 4, 4],
+                   "transformer_depth_output": [0, 0, 0, 1, 1, 1, 4, 4, 4], "transformer_depth_middle": 1}
+    assert check_blocks_line_up(ssd_1b_like, SDXL_LIKE)
+
+
+def test_blocks_do_not_line_up_without_the_same_blocks():
+    fewer_res_blocks = {**SDXL_LIKE, "num_res_blocks": [1, 1, 1]}
+    no_middle_block = {**SDXL_LIKE, "transformer_depth_middle": -2}
+    narrower = {**SDXL_LIKE, "channel_mult": [1, 2, 2]}
+    for small in (fewer_res_blocks, no_middle_block, narrower):
+        assert not check_blocks_line_up(small, SDXL_LIKE)

@@ -42,6 +42,8 @@ class UNetSpec:
 TINY_SD15_SMALL = UNetSpec("tiny-sd15-small", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=1)
 TINY_SD15_LARGE = UNetSpec("tiny-sd15-large", "sd15", (1, 2), (2, 2), (1, 1), middle_block=True, seed=2)
 TINY_SD15_MEDIUM = UNetSpec("tiny-sd15-medium", "sd15", (1, 2), (2, 1), (1, 1), middle_block=False, seed=4)
+# SSD-1B-style pruning of TINY_SD15_LARGE: the same blocks, fewer transformers in them
+TINY_SD15_PRUNED = UNetSpec("tiny-sd15-pruned", "sd15", (1, 2), (2, 2), (0, 1), middle_block=True, seed=7)
 TINY_SD15_SMALL_ALT = UNetSpec("tiny-sd15-small-alt", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=5)
 TINY_SDXL = UNetSpec("tiny-sdxl", "sdxl", (1, 1, 1), (1, 1, 1), (0, 2, 5), middle_block=False, seed=3)
 # detected as Segmind_Vega, whose transformer depths it copies at a quarter of the width
@@ -150,6 +152,21 @@ def ensure_diffusion_model(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
     """Path of ``spec`` saved as a diffusion-model safetensors file (the UNETLoader format), built once."""
     path = folder / spec.file_name
     return path if path.exists() else _save(build_unet_state_dict(spec), path)
+
+
+def ensure_controlnet(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random ControlNet for ``spec``'s UNet (ControlNetLoader's format, 3-channel hint), built once."""
+    path = folder / f"controlnet-{spec.file_name}"
+    if path.exists():
+        return path
+    import torch
+    import comfy.cldm.cldm
+    import comfy.ops
+
+    config = {k: v for k, v in unet_config(spec).items() if k != "out_channels"}
+    control = comfy.cldm.cldm.ControlNet(hint_channels=3, **config, dtype=torch.float32, device="cpu",
+                                         operations=comfy.ops.disable_weight_init)
+    return _save({f"control_model.{k}": v for k, v in randomize_(control, spec.seed + 2000).items()}, path)
 
 
 def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_seed: int | None = 100) -> Path:
