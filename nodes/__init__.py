@@ -3,9 +3,11 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .guider import TStitchGuider
+from .preview import TStitchSchedulePreview
 from .stitch import TStitchKSampler, TStitchModelPair
+from .sweep import TStitchFractionSweep
 
 
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TStitchModelPair, TStitchKSampler, TStitchGuider]
+        return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep]

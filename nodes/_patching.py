@@ -29,9 +29,10 @@ import comfy.sampler_helpers
 import comfy.samplers
 from comfy.patcher_extension import CallbacksMP, WrapperExecutor, WrappersMP, get_all_wrappers, merge_nested_dicts
 
-from ..tstitch_core import (SwitchRule, compute_runtime_additions, compute_switch_point, count_stage_steps,
-                            describe_stage_steps, pick_stage, validate_stage_order)
+from ..tstitch_core import (SwitchRule, compute_runtime_additions, count_stage_steps, describe_stage_steps,
+                            pick_stage, validate_stage_order)
 from ._progress import report_progress_text
+from ._schedule import switch_points, timestep_function
 
 TSTITCH_KEY = "tstitch"
 
@@ -150,11 +151,11 @@ class StitchRun:
         if sample_sigmas is None:
             raise RuntimeError("T-Stitch needs the sampler's schedule in transformer_options['sample_sigmas']; "
                                "this sampler did not provide it.")
-        timestep_of = _timestep_function(guider.inner_model.model_sampling)
+        model_sampling = guider.inner_model.model_sampling
+        timestep_of = timestep_function(model_sampling)
         if self._points_for[0] is not sample_sigmas:
             sigmas = sample_sigmas.tolist()
-            timestep_max = timestep_of(float(guider.inner_model.model_sampling.sigma_max))
-            points = [compute_switch_point(s.rule, sigmas, timestep_max) for s in self.plan.stages]
+            points = switch_points(self.plan, model_sampling, sigmas)
             self._points_for = (sample_sigmas, points)
             self.step_ranges = describe_stage_steps(count_stage_steps(points, sigmas, timestep_of))
             log.info("T-Stitch: %s", "; ".join(f"{model_label(i, len(self.patchers), p)} {r}"
@@ -219,11 +220,6 @@ def _release(patcher: comfy.model_patcher.ModelPatcher) -> None:
     keep = [loaded for loaded in comfy.model_management.current_loaded_models
             if loaded.model is None or not loaded.model.is_clone(patcher)]
     comfy.model_management.free_memory(1e30, patcher.load_device, keep_loaded=keep)
-
-
-def _timestep_function(model_sampling):
-    # the timestep the model itself sees for a sigma
-    return lambda sigma: float(model_sampling.timestep(torch.tensor([sigma], dtype=torch.float32)).reshape(-1)[0])
 
 
 def _outer_sample_wrapper(executor, *args, **kwargs):

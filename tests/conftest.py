@@ -91,6 +91,17 @@ def medium_model(load_unet):
 
 
 @pytest.fixture(scope="session")
+def vae(comfy_nodes):
+    """The VAE of a test checkpoint, through CheckpointLoaderSimple."""
+    import folder_paths
+    from tstitch_dev.models import TINY_SD15_LARGE, ensure_checkpoint
+
+    path = ensure_checkpoint(TINY_SD15_LARGE)
+    folder_paths.add_model_folder_path("checkpoints", str(path.parent))
+    return comfy_nodes.CheckpointLoaderSimple().load_checkpoint(path.name)[2]
+
+
+@pytest.fixture(scope="session")
 def conds(comfy_host):
     """Seeded stand-ins for encoded prompts: (positive, negative) CONDITIONING of SD1.5's shape."""
     import torch

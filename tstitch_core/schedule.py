@@ -95,13 +95,17 @@ def pick_stage(switch_points: Sequence[SwitchPoint], sigma: float, timestep_of: 
     return len(switch_points)
 
 
+def assign_steps(switch_points: Sequence[SwitchPoint], sample_sigmas: Sequence[float],
+                 timestep_of: Callable[[float], float]) -> list[int]:
+    """The stage of each step, a step counted by the sigma it starts from (for previews and logs)."""
+    return [pick_stage(switch_points, float(sigma), timestep_of) for sigma in list(sample_sigmas)[:-1]]
+
+
 def count_stage_steps(switch_points: Sequence[SwitchPoint], sample_sigmas: Sequence[float],
                       timestep_of: Callable[[float], float]) -> list[int]:
-    """Steps each stage starts, counting a step by the sigma it starts from (for previews and logs)."""
-    counts = [0] * (len(switch_points) + 1)
-    for sigma in list(sample_sigmas)[:-1]:
-        counts[pick_stage(switch_points, float(sigma), timestep_of)] += 1
-    return counts
+    """Steps each stage starts, as ``assign_steps`` assigns them."""
+    stages = assign_steps(switch_points, sample_sigmas, timestep_of)
+    return [stages.count(index) for index in range(len(switch_points) + 1)]
 
 
 def describe_stage_steps(counts: Sequence[int]) -> list[str]:

@@ -45,6 +45,20 @@ def validate_fraction(small_fraction: float) -> float:
     return fraction
 
 
+def parse_fractions(text: str) -> list[float]:
+    """The fractions in a comma- or space-separated list such as "0, 0.2, 0.4", each checked."""
+    tokens = text.replace(",", " ").split()
+    if not tokens:
+        raise ValueError("fractions is empty: give small_fraction values such as 0, 0.2, 0.4, 0.6, 0.8, 1.")
+    fractions = []
+    for token in tokens:
+        try:
+            fractions.append(validate_fraction(float(token)))
+        except ValueError as error:
+            raise ValueError(f"fractions: {token!r} is not a small_fraction between 0 and 1 ({error})") from None
+    return fractions
+
+
 def validate_rule(rule: SwitchRule) -> SwitchRule:
     """Return ``rule``, or raise if its fraction or mode is unknown."""
     validate_fraction(rule.small_fraction)

@@ -10,7 +10,8 @@ from pathlib import Path
 from .host import PACK_ROOT, comfyui_version, find_comfyui
 
 PACK_DIR_NAME = "comfyui-tstitch"
-PACK_NODE_IDS = ("TStitchModelPair", "TStitchKSampler", "TStitchGuider")
+PACK_NODE_IDS = ("TStitchModelPair", "TStitchKSampler", "TStitchGuider", "TStitchSchedulePreview",
+                 "TStitchFractionSweep")
 
 
 class PackLoadError(RuntimeError):

@@ -1,0 +1,73 @@
+"""Pictures the nodes return as IMAGE: the schedule plot and the labelled sweep grid (drawn with PIL)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+# Okabe-Ito colours, told apart with colour-blindness too; the large model's is the last used
+STAGE_COLORS = [(86, 180, 233), (0, 158, 115), (204, 121, 167), (240, 228, 66), (230, 159, 0)]
+BACKGROUND, FOREGROUND, GRID = (28, 28, 32), (235, 235, 235), (70, 70, 78)
+
+
+def stage_color(index: int, count: int) -> tuple[int, int, int]:
+    return STAGE_COLORS[-1] if index == count - 1 else STAGE_COLORS[index % (len(STAGE_COLORS) - 1)]
+
+
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+def to_image_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL image as ComfyUI's IMAGE: float [1, H, W, 3] in 0..1."""
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def draw_schedule(sigmas: list[float], stage_of_step: list[int], legend: list[str], title: str,
+                  width: int = 768, height: int = 432) -> Image.Image:
+    """One bar per step, as tall as the (log) sigma it starts from, coloured by the model that runs it."""
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    left, right, top = 64, width - 24, 44
+    bottom = height - 28 - 22 * len(legend)
+    draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
+    starts = [s for s in sigmas[:-1]]
+    low, high = math.log10(min(starts)), math.log10(max(starts))
+    span = max(high - low, 1e-6)
+
+    def y_of(sigma):  # the lowest sigma still gets a visible bar
+        return bottom - (0.06 + 0.94 * (math.log10(sigma) - low) / span) * (bottom - top)
+
+    for label_sigma in (max(starts), math.sqrt(max(starts) * min(starts)), min(starts)):
+        y = y_of(label_sigma)
+        draw.line([(left, y), (right, y)], fill=GRID)
+        draw.text((6, y - 8), f"{label_sigma:.3g}", fill=FOREGROUND, font=_font(13))
+    bar = (right - left) / len(starts)
+    for step, (sigma, stage) in enumerate(zip(starts, stage_of_step)):
+        x0 = left + step * bar
+        draw.rectangle([x0 + 1, y_of(sigma), x0 + bar - 1, bottom], fill=stage_color(stage, len(legend)))
+    draw.text((left, bottom + 4), "step 1", fill=FOREGROUND, font=_font(13))
+    draw.text((right - 60, bottom + 4), f"step {len(starts)}", fill=FOREGROUND, font=_font(13))
+    for index, text in enumerate(legend):
+        y = bottom + 26 + 22 * index
+        draw.rectangle([left, y + 2, left + 14, y + 16], fill=stage_color(index, len(legend)))
+        draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
+    return image
+
+
+def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.Image:
+    """``images`` (IMAGE, [N, H, W, 3]) in a grid, ``columns`` wide, each with its caption above it."""
+    count, height, width = images.shape[:3]
+    caption = 26
+    rows = math.ceil(count / columns)
+    grid = Image.new("RGB", (columns * width, rows * (height + caption)), BACKGROUND)
+    draw = ImageDraw.Draw(grid)
+    tiles = (images.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    for index, (tile, text) in enumerate(zip(tiles, captions)):
+        x, y = (index % columns) * width, (index // columns) * (height + caption)
+        grid.paste(Image.fromarray(tile), (x, y + caption))
+        draw.text((x + 6, y + 4), text, fill=FOREGROUND, font=_font(16))
+    return grid

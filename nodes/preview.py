@@ -1,0 +1,65 @@
+"""TStitchSchedulePreview: which model runs which step, before sampling."""
+
+from __future__ import annotations
+
+import comfy.samplers
+from comfy_api.latest import io, ui
+
+from ..tstitch_core import describe_stage_steps
+from ._drawing import draw_schedule, to_image_tensor
+from ._patching import get_plan, model_label
+from ._schedule import stage_of_each_step
+from .stitch import CATEGORY
+
+
+def stitched_model_of(model, guider):
+    """The stitched MODEL behind a preview's input, or a ValueError saying what to connect."""
+    if (model is None) == (guider is None):
+        raise ValueError("Connect exactly one of model (from T-Stitch Model Pair) or guider (from T-Stitch Guider).")
+    stitched = model if model is not None else getattr(guider, "model_patcher", None)
+    if stitched is None or get_plan(stitched) is None:
+        source = "model" if model is not None else "guider"
+        raise ValueError(f"The {source} input is not a T-Stitch {source}: connect the output of "
+                         f"{'T-Stitch Model Pair' if model is not None else 'T-Stitch Guider'}.")
+    return stitched
+
+
+class TStitchSchedulePreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="TStitchSchedulePreview",
+            display_name="T-Stitch Schedule Preview",
+            category=CATEGORY,
+            description=(
+                "Plots the sigma schedule a sampler would run, each step coloured by the model that runs it, "
+                "with each model's share of the steps: see the switch before sampling."),
+            inputs=[
+                io.Model.Input("model", optional=True, tooltip="A stitched model, from T-Stitch Model Pair."),
+                io.Guider.Input("guider", optional=True, tooltip="Or a guider, from T-Stitch Guider."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="The sampler's number of steps."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                               tooltip="The sampler's scheduler."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="The sampler's denoise: below 1, only the last part of the schedule runs."),
+            ],
+            outputs=[io.Image.Output(display_name="plot", tooltip="The schedule, coloured by model."),
+                     io.String.Output(display_name="summary", tooltip="Each model's steps, in words.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, steps, scheduler, denoise, model=None, guider=None) -> io.NodeOutput:
+        stitched = stitched_model_of(model, guider)
+        plan = get_plan(stitched)
+        sigmas = comfy.samplers.KSampler(stitched, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas.tolist()
+        if len(sigmas) < 2:
+            raise ValueError(f"denoise {denoise} leaves no steps to preview.")
+        stages = stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)
+        patchers = [stage.patcher for stage in plan.stages] + [stitched]
+        counts = [stages.count(index) for index in range(len(patchers))]
+        legend = [f"{model_label(i, len(patchers), p)}: {words} ({100 * n / len(stages):.0f}%)"
+                  for i, (p, words, n) in enumerate(zip(patchers, describe_stage_steps(counts), counts))]
+        title = f"T-Stitch schedule: {len(stages)} steps, {scheduler}, denoise {denoise:g}"
+        plot = to_image_tensor(draw_schedule(sigmas, stages, legend, title))
+        return io.NodeOutput(plot, "\n".join(legend), ui=ui.PreviewImage(plot, cls=cls))

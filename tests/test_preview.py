@@ -1,0 +1,54 @@
+"""TStitchSchedulePreview: the schedule, coloured by model, before sampling."""
+
+import numpy as np
+import pytest
+
+
+def preview(run_node, **inputs):
+    inputs = {"steps": 10, "scheduler": "normal", "denoise": 1.0, **inputs}
+    return run_node("TStitchSchedulePreview", **inputs)
+
+
+def colour_share(plot, colour):
+    pixels = (plot[0].numpy() * 255).round().astype(np.uint8)
+    return np.all(pixels == np.array(colour, dtype=np.uint8), axis=-1).mean()
+
+
+def test_pair_preview_names_each_models_steps_and_share(small_model, large_model, stitch, run_node):
+    plot, summary = preview(run_node, model=stitch(small_model, large_model, 0.4))
+    assert summary.splitlines() == ["small model (SD15): steps 1-4 of 10 (40%)",
+                                    "large model (SD15): steps 5-10 of 10 (60%)"]
+    assert plot.shape == (1, 432, 768, 3) and 0.0 <= float(plot.min()) and float(plot.max()) <= 1.0
+
+
+def test_preview_colours_follow_the_split(small_model, large_model, stitch, run_node):
+    blue, orange = (86, 180, 233), (230, 159, 0)  # first stage's and the large model's colours
+    more_small = colour_share(preview(run_node, model=stitch(small_model, large_model, 0.8))[0], blue)
+    less_small = colour_share(preview(run_node, model=stitch(small_model, large_model, 0.2))[0], blue)
+    assert more_small > less_small > 0
+    assert colour_share(preview(run_node, model=stitch(small_model, large_model, 0.2))[0], orange) > 0
+
+
+def test_preview_counts_only_the_steps_that_denoise_runs(small_model, large_model, stitch, run_node):
+    _, summary = preview(run_node, model=stitch(small_model, large_model, 0.5, "timestep"), denoise=0.4, steps=10)
+    # with denoise 0.4 the trajectory starts at 40% of the noise: a timestep split at 50% falls before it
+    assert summary.splitlines()[0] == "small model (SD15): no steps of 10 (0%)"
+
+
+def test_nested_pairs_and_guiders_are_previewed_too(small_model, medium_model, large_model, stitch, run_node, conds):
+    _, summary = preview(run_node, model=stitch(small_model, stitch(medium_model, large_model, 0.5), 0.2))
+    assert summary.splitlines() == ["small model (SD15): steps 1-2 of 10 (20%)",
+                                    "model 2 of 3 (SD15): steps 3-5 of 10 (30%)",
+                                    "large model (SD15): steps 6-10 of 10 (50%)"]
+    positive, negative = conds
+    guider = run_node("TStitchGuider", small_model=small_model, large_model=large_model, small_fraction=0.3,
+                      switch_by="steps", small_positive=positive, small_negative=negative, small_cfg=3.0,
+                      large_positive=positive, large_negative=negative, large_cfg=5.0)[0]
+    assert preview(run_node, guider=guider)[1].splitlines()[0] == "small model (SD15): steps 1-3 of 10 (30%)"
+
+
+def test_preview_says_what_to_connect(small_model, large_model, stitch, run_node):
+    with pytest.raises(ValueError, match="Connect exactly one of model"):
+        preview(run_node)
+    with pytest.raises(ValueError, match="not a T-Stitch model: connect the output of T-Stitch Model Pair"):
+        preview(run_node, model=large_model)
