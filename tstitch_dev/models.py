@@ -148,10 +148,12 @@ def _save(state_dict: dict, path: Path) -> Path:
     return path
 
 
-def ensure_diffusion_model(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
-    """Path of ``spec`` saved as a diffusion-model safetensors file (the UNETLoader format), built once."""
+def ensure_diffusion_model(spec, folder: Path = MODEL_CACHE) -> Path:
+    """Path of ``spec`` (a UNetSpec or WanSpec) saved as a diffusion-model file (UNETLoader's format), built once."""
     path = folder / spec.file_name
-    return path if path.exists() else _save(build_unet_state_dict(spec), path)
+    if path.exists():
+        return path
+    return _save(build_wan_state_dict(spec) if isinstance(spec, WanSpec) else build_unet_state_dict(spec), path)
 
 
 def ensure_controlnet(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
@@ -184,3 +186,69 @@ def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_s
         build_text_encoders = {"sd15": build_sd15_text_encoder, "sdxl": build_sdxl_text_encoders}[spec.family]
         state_dict.update(build_text_encoders(text_encoder_seed))
     return _save(state_dict, path)
+
+
+@dataclass(frozen=True)
+class WanSpec:
+    """A Wan 2.1-architecture text-to-video DiT, detected by ComfyUI as WAN21 (one head per 128 of ``dim``)."""
+
+    name: str
+    dim: int
+    ffn_dim: int
+    num_layers: int
+    seed: int = 0
+
+    @property
+    def file_name(self) -> str:
+        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, "wan", asdict(self)]).encode()).hexdigest()[:10]
+        return f"{self.name}-{digest}.safetensors"
+
+
+# Wan 2.1 1.3B -> 14B in miniature (different widths and depths), and Wan 2.2 A14B's two experts
+# (one architecture, two sets of weights)
+TINY_WAN_SMALL = WanSpec("tiny-wan-small", dim=128, ffn_dim=256, num_layers=1, seed=21)
+TINY_WAN_LARGE = WanSpec("tiny-wan-large", dim=256, ffn_dim=512, num_layers=2, seed=22)
+TINY_WAN_HIGH_NOISE = WanSpec("tiny-wan-high-noise", dim=128, ffn_dim=256, num_layers=2, seed=23)
+TINY_WAN_LOW_NOISE = WanSpec("tiny-wan-low-noise", dim=128, ffn_dim=256, num_layers=2, seed=24)
+
+
+def build_wan_state_dict(spec: WanSpec) -> dict:
+    import torch
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+
+    model = WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=512, in_dim=16, dim=spec.dim,
+                     ffn_dim=spec.ffn_dim, freq_dim=256, text_dim=4096, out_dim=16, num_heads=spec.dim // 128,
+                     num_layers=spec.num_layers, window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6,
+                     dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
+    return randomize_(model, spec.seed)
+
+
+def ensure_wan_vae(dim: int = 16, folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random Wan 2.1 VAE, ``dim`` wide (ComfyUI reads the width off the weights), built once."""
+    path = folder / f"tiny-wan-vae-{FACTORY_VERSION}-{dim}.safetensors"
+    if path.exists():
+        return path
+    from comfy.ldm.wan.vae import WanVAE
+
+    vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True], dropout=0.0)
+    return _save(randomize_(vae, 31), path)
+
+
+def ensure_lora(spec: UNetSpec, seed: int, rank: int = 4, folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random LoRA (kohya-style keys) on every attention projection of ``spec``'s UNet, built once."""
+    path = folder / f"lora-{seed}-{rank}-{spec.file_name}"
+    if path.exists():
+        return path
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    lora = {}
+    for key, weight in build_unet_state_dict(spec).items():
+        if weight.ndim == 2 and (".attn1.to_" in key or ".attn2.to_" in key) and key.endswith(".weight"):
+            name = "lora_unet_" + key[:-len(".weight")].replace(".", "_")
+            lora[f"{name}.lora_down.weight"] = torch.randn(rank, weight.shape[1], generator=generator) * 0.1
+            lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], rank, generator=generator) * 0.1
+            lora[f"{name}.alpha"] = torch.tensor(float(rank))
+    return _save(lora, path)
