@@ -15,19 +15,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .host import PACK_ROOT, find_comfyui
-from .models import TINY_SD15_LARGE, TINY_SD15_MEDIUM, TINY_SD15_SMALL, TINY_SDXL, TINY_SDXL_SMALL
+from . import models
 
 EXAMPLES_DIR = PACK_ROOT / "example_workflows"
 
-# Public file names the workflows load, and the random-weight test model that stands in for each
-# (spec, text encoder seed or None when the workflow never uses that checkpoint's CLIP).
-EXAMPLE_CHECKPOINTS = {
-    "sd-v1-4.safetensors": (TINY_SD15_LARGE, 100),
-    "bk-sdm-small.safetensors": (TINY_SD15_MEDIUM, None),
-    "bk-sdm-tiny.safetensors": (TINY_SD15_SMALL, None),
-    "sd_xl_base_1.0.safetensors": (TINY_SDXL, 100),
-    "SSD-1B-A1111.safetensors": (TINY_SDXL_SMALL, None),
+# Public file names the workflows load, by model folder, and how to build the random-weight file that
+# stands in for each (checkpoints whose CLIP a workflow never uses are built without text encoders).
+EXAMPLE_FILES = {
+    ("checkpoints", "sd-v1-4.safetensors"): lambda: models.ensure_checkpoint(models.TINY_SD15_LARGE),
+    ("checkpoints", "bk-sdm-small.safetensors"):
+        lambda: models.ensure_checkpoint(models.TINY_SD15_MEDIUM, text_encoder_seed=None),
+    ("checkpoints", "bk-sdm-tiny.safetensors"):
+        lambda: models.ensure_checkpoint(models.TINY_SD15_SMALL, text_encoder_seed=None),
+    ("checkpoints", "sd_xl_base_1.0.safetensors"): lambda: models.ensure_checkpoint(models.TINY_SDXL),
+    ("checkpoints", "SSD-1B-A1111.safetensors"):
+        lambda: models.ensure_checkpoint(models.TINY_SDXL_SMALL, text_encoder_seed=None),
+    ("loras", "lcm-lora-sdxl.safetensors"): lambda: models.ensure_lora(models.TINY_SDXL, 2),
+    ("loras", "lcm-lora-ssd-1b.safetensors"): lambda: models.ensure_lora(models.TINY_SDXL_SMALL, 1),
+    ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"):
+        lambda: models.ensure_diffusion_model(models.TINY_WAN_HIGH_NOISE),
+    ("diffusion_models", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"):
+        lambda: models.ensure_diffusion_model(models.TINY_WAN_LOW_NOISE),
+    ("diffusion_models", "wan2.1_t2v_1.3B_fp16.safetensors"):
+        lambda: models.ensure_diffusion_model(models.TINY_WAN_SMALL),
+    ("diffusion_models", "wan2.1_t2v_14B_fp16.safetensors"):
+        lambda: models.ensure_diffusion_model(models.TINY_WAN_LARGE),
+    ("vae", "wan_2.1_vae.safetensors"): models.ensure_wan_vae,
+    # UMT5-XXL (5.7B parameters) is too big to build: the name is listed so the workflows load, and
+    # the Wan workflows are not run by the tests (their models are, in tests/test_recipes.py)
+    ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): None,
 }
+# examples that need a file the tests cannot build (see above)
+NOT_RUN_BY_TESTS = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b"}
 
 
 @dataclass
@@ -87,6 +106,37 @@ _PROMPT_LINKS = [("large", 1, "positive", "clip"), ("large", 1, "negative", "cli
 _PAIR_LINKS = [("small", 0, "pair", "small_model"), ("large", 0, "pair", "large_model"),
                ("pair", 0, "sampler", "model")]
 
+def _wan_model(key, file_name, title):
+    """A Wan diffusion model with its sigma shift, as ComfyUI's Wan workflows load one."""
+    return [Node(key, "UNETLoader", LOADERS, {"unet_name": file_name, "weight_dtype": "default"}, title),
+            Node(f"{key}_shift", "ModelSamplingSD3", LOADERS, {"shift": 8.0})]
+
+
+def _shift_links(*keys):
+    return [(key, 0, f"{key}_shift", "model") for key in keys]
+
+
+def _wan_prompts_and_output(filename_prefix):
+    return [
+        Node("text_encoder", "CLIPLoader", LOADERS, {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                                      "type": "wan"}),
+        Node("vae", "VAELoader", LOADERS, {"vae_name": "wan_2.1_vae.safetensors"}),
+        Node("positive", "CLIPTextEncode", MIDDLE, {"text": "a red fox running through fresh snow, slow motion"},
+             "Positive prompt"),
+        Node("negative", "CLIPTextEncode", MIDDLE, {"text": "blurry, static, low quality"}, "Negative prompt"),
+        Node("latent", "EmptyHunyuanLatentVideo", MIDDLE, {"width": 832, "height": 480, "length": 33,
+                                                           "batch_size": 1}),
+        Node("decode", "VAEDecode", DECODE),
+        Node("save", "SaveAnimatedWEBP", SAVE, {"filename_prefix": filename_prefix, "fps": 16.0, "lossless": False,
+                                                "quality": 85, "method": "default"}),
+    ]
+
+
+_WAN_LINKS = [("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "negative", "clip"),
+              ("positive", 0, "sampler", "positive"), ("negative", 0, "sampler", "negative"),
+              ("latent", 0, "sampler", "latent_image"), ("sampler", 0, "decode", "samples"),
+              ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
+
 EXAMPLES = [
     Example(
         "sd15_bk-sdm-tiny_pair",
@@ -137,6 +187,89 @@ EXAMPLES = [
          Node("encode", "VAEEncode", MIDDLE), _ksampler(denoise=0.6)],
         [*_PAIR_LINKS, ("image", 0, "scale", "image"), ("scale", 0, "encode", "pixels"),
          ("large", 2, "encode", "vae"), ("encode", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "sd15_guider_per_model_cfg",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         *_prompts_and_output("tstitch_guider")[:2], _empty_latent(512),
+         Node("guider", "TStitchGuider", SAMPLER, {"small_fraction": 0.4, "switch_by": "steps", "small_cfg": 4.0,
+                                                  "large_cfg": 7.5}, "T-Stitch Guider: small model cfg 4"),
+         Node("noise", "RandomNoise", MIDDLE, {"noise_seed": 0, "control_after_generate": "fixed"}),
+         Node("select", "KSamplerSelect", MIDDLE, {"sampler_name": "dpmpp_2m"}),
+         Node("schedule", "BasicScheduler", MIDDLE, {"scheduler": "karras", "steps": 25, "denoise": 1.0}),
+         Node("sampler", "SamplerCustomAdvanced", DECODE),
+         Node("decode", "VAEDecode", DECODE), Node("save", "SaveImage", SAVE, {"filename_prefix": "tstitch_guider"})],
+        [("small", 0, "guider", "small_model"), ("large", 0, "guider", "large_model"),
+         ("positive", 0, "guider", "small_positive"), ("negative", 0, "guider", "small_negative"),
+         ("positive", 0, "guider", "large_positive"), ("negative", 0, "guider", "large_negative"),
+         ("large", 1, "positive", "clip"), ("large", 1, "negative", "clip"), ("large", 0, "schedule", "model"),
+         ("noise", 0, "sampler", "noise"), ("guider", 0, "sampler", "guider"), ("select", 0, "sampler", "sampler"),
+         ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"),
+         ("sampler", 0, "decode", "samples"), ("large", 2, "decode", "vae"), ("decode", 0, "save", "images")],
+    ),
+    Example(
+        "sd15_schedule_preview",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _pair("pair", 0.4, "T-Stitch Model Pair"),
+         Node("preview", "TStitchSchedulePreview", SAMPLER, {"steps": 25, "scheduler": "karras", "denoise": 1.0})],
+        [("small", 0, "pair", "small_model"), ("large", 0, "pair", "large_model"), ("pair", 0, "preview", "model")],
+    ),
+    Example(
+        "sd15_fraction_sweep",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         *_prompts_and_output("tstitch_sweep")[:2], _empty_latent(512),
+         Node("sweep", "TStitchFractionSweep", SAMPLER, {
+             "fractions": "0, 0.2, 0.4, 0.6, 0.8, 1", "switch_by": "steps", "seed": 0,
+             "control_after_generate": "fixed", "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m",
+             "scheduler": "karras", "denoise": 1.0}),
+         Node("save", "SaveImage", DECODE, {"filename_prefix": "tstitch_sweep"}, "Save the grid")],
+        [("small", 0, "sweep", "small_model"), ("large", 0, "sweep", "large_model"), ("large", 2, "sweep", "vae"),
+         ("large", 1, "positive", "clip"), ("large", 1, "negative", "clip"), ("positive", 0, "sweep", "positive"),
+         ("negative", 0, "sweep", "negative"), ("latent", 0, "sweep", "latent_image"), ("sweep", 1, "save", "images")],
+    ),
+    Example(
+        "sdxl_ssd-1b_lcm_lora",
+        [_loader("small_ckpt", "SSD-1B-A1111.safetensors", "Small: SSD-1B"),
+         Node("small_lora", "LoraLoaderModelOnly", LOADERS, {"lora_name": "lcm-lora-ssd-1b.safetensors",
+                                                             "strength_model": 1.0}, "LCM LoRA for SSD-1B"),
+         Node("small_lcm", "ModelSamplingDiscrete", LOADERS, {"sampling": "lcm", "zsnr": False}),
+         _loader("large", "sd_xl_base_1.0.safetensors", "Large: SDXL base 1.0"),
+         Node("large_lora", "LoraLoaderModelOnly", LOADERS, {"lora_name": "lcm-lora-sdxl.safetensors",
+                                                             "strength_model": 1.0}, "LCM LoRA for SDXL"),
+         Node("large_lcm", "ModelSamplingDiscrete", LOADERS, {"sampling": "lcm", "zsnr": False}),
+         _pair("pair", 0.5, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_lcm"), _empty_latent(1024),
+         Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 6,
+                                                "cfg": 1.5, "sampler_name": "lcm", "scheduler": "sgm_uniform",
+                                                "denoise": 1.0})],
+        [("small_ckpt", 0, "small_lora", "model"), ("small_lora", 0, "small_lcm", "model"),
+         ("large", 0, "large_lora", "model"), ("large_lora", 0, "large_lcm", "model"),
+         ("small_lcm", 0, "pair", "small_model"), ("large_lcm", 0, "pair", "large_model"),
+         ("pair", 0, "sampler", "model"), ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "wan22_a14b_t2v_experts",
+        [*_wan_model("high", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "High-noise expert"),
+         *_wan_model("low", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "Low-noise expert"),
+         Node("pair", "TStitchModelPair", MIDDLE, {"small_fraction": 0.125, "switch_by": "timestep"},
+              "Experts: switch at t = 0.875"),
+         *_wan_prompts_and_output("tstitch_wan22"),
+         Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 20, "cfg": 3.5,
+                                                "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0})],
+        [*_shift_links("high", "low"), ("high_shift", 0, "pair", "small_model"),
+         ("low_shift", 0, "pair", "large_model"), ("pair", 0, "sampler", "model"), *_WAN_LINKS],
+    ),
+    Example(
+        "wan21_1.3b_to_14b",
+        [*_wan_model("small", "wan2.1_t2v_1.3B_fp16.safetensors", "Small: Wan 2.1 1.3B"),
+         *_wan_model("large", "wan2.1_t2v_14B_fp16.safetensors", "Large: Wan 2.1 14B"),
+         _pair("pair", 0.4, "T-Stitch Model Pair"), *_wan_prompts_and_output("tstitch_wan21"),
+         Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 30, "cfg": 6.0,
+                                                "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0})],
+        [*_shift_links("small", "large"), ("small_shift", 0, "pair", "small_model"),
+         ("large_shift", 0, "pair", "large_model"), ("pair", 0, "sampler", "model"), *_WAN_LINKS],
     ),
 ]
 
@@ -206,11 +339,14 @@ def link_example_models(base: Path) -> None:
     """The random-weight stand-ins under the public file names, and ComfyUI's example.png as input."""
     import shutil
 
-    from .models import ensure_checkpoint
     from .server import link_model
 
-    for name, (spec, text_encoder_seed) in EXAMPLE_CHECKPOINTS.items():
-        link_model(base, "checkpoints", name, ensure_checkpoint(spec, text_encoder_seed=text_encoder_seed))
+    for (folder, name), build in EXAMPLE_FILES.items():
+        if build is None:
+            (base / "models" / folder).mkdir(parents=True, exist_ok=True)
+            (base / "models" / folder / name).touch()
+        else:
+            link_model(base, folder, name, build())
     (base / "input").mkdir(parents=True, exist_ok=True)
     shutil.copy(find_comfyui() / "input" / "example.png", base / "input" / "example.png")
 

@@ -22,6 +22,9 @@ from .comfy_env import PACK_DIR_NAME
 from .host import PACK_ROOT, find_comfyui
 
 
+TEXT_EVENT = (3).to_bytes(4, "big")  # ComfyUI's BinaryEventTypes.TEXT, as a websocket frame starts
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -115,8 +118,17 @@ class ComfyServer:
                     return
                 if isinstance(message, str):
                     self.messages.append(json.loads(message))
+                elif message[:4] == TEXT_EVENT:  # progress text: node id length, node id, text
+                    length = int.from_bytes(message[4:8], "big")
+                    self.messages.append({"type": "progress_text", "data": {
+                        "node": message[8:8 + length].decode(), "text": message[8 + length:].decode()}})
 
         threading.Thread(target=receive, daemon=True).start()
+
+    def progress_texts(self, node_id: str) -> list[str]:
+        """The progress texts a node showed over the websocket, in order."""
+        return [m["data"]["text"] for m in list(self.messages)
+                if m.get("type") == "progress_text" and m["data"]["node"] == node_id]
 
     def sampling_progress(self, prompt_id: str, node_id: str) -> int:
         """The last step a node reported for a prompt over the websocket (0 before its first)."""
