@@ -15,12 +15,19 @@ ARTIFACTS = PACK_ROOT / "artifacts" / "browser"
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    from tstitch_dev.browser import open_frontend
+def browser():
+    from tstitch_dev.browser import launch_browser
+
+    with launch_browser() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    from tstitch_dev.browser import open_page
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with open_frontend(server) as opened:
-        yield opened
+    return open_page(browser, server)
 
 
 def screenshot(page, name):
@@ -34,20 +41,20 @@ def load_workflow(page, workflow):
     page.wait_for_timeout(500)
 
 
-def test_node_search_lists_both_nodes_and_adds_one(page):
+def test_node_search_lists_every_tstitch_node_and_adds_one(page, server):
     page.evaluate("() => window.app.graph.clear()")
     page.mouse.dblclick(800, 500)
     search = page.get_by_placeholder("Add a node...")
     search.fill("T-Stitch")
     page.get_by_role("option", name="T-Stitch Model Pair").first.wait_for()
     titles = [option.split("\n")[0] for option in page.get_by_role("option").all_inner_texts()]
-    assert titles[:2] == ["T-Stitch KSampler", "T-Stitch Model Pair"] or titles[:2] == [
-        "T-Stitch Model Pair", "T-Stitch KSampler"]
+    ours = {info["display_name"]: node_id for node_id, info in server.object_info().items()
+            if info["python_module"] == "custom_nodes.comfyui-tstitch"}
+    assert len(ours) == 5 and set(titles[:len(ours)]) == set(ours)  # all ours, ahead of anything else
     screenshot(page, "node_search")
     search.press("Enter")
     page.wait_for_timeout(500)
-    assert page.evaluate("() => window.app.graph.nodes.map((n) => n.type)") == [
-        {"T-Stitch KSampler": "TStitchKSampler", "T-Stitch Model Pair": "TStitchModelPair"}[titles[0]]]
+    assert page.evaluate("() => window.app.graph.nodes.map((n) => n.type)") == [ours[titles[0]]]
 
 
 @pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
@@ -96,10 +103,19 @@ def test_queueing_an_example_runs_and_shows_the_image(page, server):
     assert entry["outputs"][str(save)]["images"][0]["filename"].startswith("tstitch_sd15")
 
 
+@pytest.fixture(scope="module")
+def fresh_page(browser, server):
+    """A page no workflow has run in: shown outputs resize nodes, and the builder starts without any."""
+    from tstitch_dev.browser import open_page
+
+    return open_page(browser, server, width=1400, height=900)
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
-def test_committed_example_is_what_the_frontend_exports_for_its_graph(example, page):
+def test_committed_example_is_what_the_frontend_exports_for_its_graph(example, fresh_page):
     from tstitch_dev.examples import build_in_frontend, export_from_frontend
 
+    page = fresh_page
     def graph_only(workflow):  # the saved viewport (extra.ds) is where the canvas was, not the graph
         return {**workflow, "extra": {k: v for k, v in workflow["extra"].items() if k != "ds"}}
 

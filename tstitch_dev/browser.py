@@ -19,20 +19,31 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def open_frontend(server, width: int = 1600, height: int = 1000):
-    """A page with the frontend served by ``server`` loaded and ready; requests off 127.0.0.1 are blocked."""
+def launch_browser():
+    """Headless Debian Chromium under Playwright (one per thread: Playwright's sync API allows no second)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
-            # the frontend calls outside hosts (fonts, telemetry); this machine must not
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
-                       else route.abort())
-            page.goto(server.url)
-            page.wait_for_function(APP_READY, timeout=120_000)
-            page.wait_for_selector(".p-blockui-mask", state="hidden", timeout=120_000)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser, server, width: int = 1600, height: int = 1000):
+    """A new page with the frontend served by ``server`` loaded and ready; requests off 127.0.0.1 are blocked."""
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
+    # the frontend calls outside hosts (fonts, telemetry); this machine must not
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
+               else route.abort())
+    page.goto(server.url)
+    page.wait_for_function(APP_READY, timeout=120_000)
+    page.wait_for_selector(".p-blockui-mask", state="hidden", timeout=120_000)
+    return page
+
+
+@contextmanager
+def open_frontend(server, width: int = 1600, height: int = 1000):
+    with launch_browser() as browser:
+        yield open_page(browser, server, width, height)
