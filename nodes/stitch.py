@@ -31,6 +31,27 @@ def pair_inputs() -> list:
     ]
 
 
+def ksampler_inputs() -> list:
+    """KSampler's inputs after its model, with its names, defaults and ranges."""
+    return [
+        io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                     tooltip="The random seed used for creating the noise."),
+        io.Int.Input("steps", default=20, min=1, max=10000,
+                     tooltip="The number of steps used in the denoising process."),
+        io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="The Classifier-Free Guidance scale, used by both models."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip=(
+            "The sampling algorithm. Multistep samplers keep their history across the switch.")),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                       tooltip="The scheduler, computed from the large model's model sampling."),
+        io.Conditioning.Input("positive", tooltip="The conditioning describing what to include in the image."),
+        io.Conditioning.Input("negative", tooltip="The conditioning describing what to exclude from the image."),
+        io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
+        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
+            "The amount of denoising applied; lower values keep the structure of the input image.")),
+    ]
+
+
 def offload_idle_input():
     return io.Boolean.Input("offload_idle_model", default=False, optional=True, tooltip=(
         "Keep only the model that is running loaded: the small model is handed back to ComfyUI's model "
@@ -75,24 +96,7 @@ class TStitchKSampler(io.ComfyNode):
             description=(
                 "KSampler with two models: the small model runs the first small_fraction of the trajectory "
                 "and the large model the rest (T-Stitch). Same result as T-Stitch Model Pair into KSampler."),
-            inputs=pair_inputs() + [
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="The random seed used for creating the noise."),
-                io.Int.Input("steps", default=20, min=1, max=10000,
-                             tooltip="The number of steps used in the denoising process."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=(
-                    "The Classifier-Free Guidance scale, used by both models.")),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip=(
-                    "The sampling algorithm. Multistep samplers keep their history across the switch.")),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip=(
-                    "The scheduler, computed from the large model's model sampling.")),
-                io.Conditioning.Input("positive", tooltip="The conditioning describing what to include in the image."),
-                io.Conditioning.Input("negative", tooltip="The conditioning describing what to exclude from the image."),
-                io.Latent.Input("latent_image", tooltip="The latent image to denoise."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
-                    "The amount of denoising applied; lower values keep the structure of the input image.")),
-                offload_idle_input(),
-            ],
+            inputs=[*pair_inputs(), *ksampler_inputs(), offload_idle_input()],
             outputs=[io.Latent.Output(tooltip="The denoised latent.")],
         )
 

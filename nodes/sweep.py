@@ -8,14 +8,13 @@ import torch
 
 import comfy.model_management
 import comfy.sample
-import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, parse_fractions
 from ._drawing import draw_grid, to_image_tensor
 from ._progress import report_progress_text
-from .stitch import CATEGORY, stitch
+from .stitch import CATEGORY, ksampler_inputs, stitch
 
 
 class TStitchFractionSweep(io.ComfyNode):
@@ -36,17 +35,7 @@ class TStitchFractionSweep(io.ComfyNode):
                     "small_fraction values to try, separated by commas or spaces.")),
                 io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS,
                                tooltip="steps or timestep, as on T-Stitch Model Pair."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="The one seed every fraction samples with."),
-                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Steps of each sampling."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="The Classifier-Free Guidance scale."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="The sampler."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="The scheduler."),
-                io.Conditioning.Input("positive", tooltip="What to include in the image."),
-                io.Conditioning.Input("negative", tooltip="What to exclude from the image."),
-                io.Latent.Input("latent_image", tooltip="The latent to denoise, the same for every fraction."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="The denoise amount."),
+                *ksampler_inputs(),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="Every result, fraction by fraction."),
                      io.Image.Output(display_name="grid", tooltip="The results side by side, labelled."),

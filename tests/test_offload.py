@@ -29,20 +29,14 @@ def residency(small_model, medium_model, large_model):
     return tag, log
 
 
-def test_only_the_running_model_is_loaded_at_each_step(small_model, large_model, run_node, residency, ksample):
+@pytest.mark.parametrize("offload, loaded_during_small, loaded_during_large", [(True, "S", "L"), (False, "LS", "LS")])
+def test_offloading_keeps_only_the_running_model_loaded(offload, loaded_during_small, loaded_during_large,
+                                                        small_model, large_model, run_node, residency, ksample):
     tag, log = residency
     model = run_node("TStitchModelPair", small_model=tag(small_model, "S"), large_model=tag(large_model, "L"),
-                     small_fraction=0.4, switch_by="steps", offload_idle_model=True)[0]
+                     small_fraction=0.4, switch_by="steps", offload_idle_model=offload)[0]
     ksample(model)
-    assert log == [("S", "S")] * 4 + [("L", "L")] * 6
-
-
-def test_without_offloading_both_models_stay_loaded(small_model, large_model, run_node, residency, ksample):
-    tag, log = residency
-    model = run_node("TStitchModelPair", small_model=tag(small_model, "S"), large_model=tag(large_model, "L"),
-                     small_fraction=0.4, switch_by="steps", offload_idle_model=False)[0]
-    ksample(model)
-    assert log == [("S", "LS")] * 4 + [("L", "LS")] * 6
+    assert log == [("S", loaded_during_small)] * 4 + [("L", loaded_during_large)] * 6
 
 
 def test_three_stages_load_one_model_at_a_time(small_model, medium_model, large_model, run_node, residency, ksample):

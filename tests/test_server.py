@@ -158,24 +158,30 @@ def test_incompatible_models_fail_at_the_pair_node_with_both_named(server, pair_
     assert "SDXL latents" in error["exception_message"] and "SD15 latents" in error["exception_message"]
 
 
+def wait_for_sampling_step(server, prompt_id, node, step, timeout=180):
+    """Until ``node`` reports a step past ``step``; fails if the prompt ends first (cached, say)."""
+    deadline = time.monotonic() + timeout
+    while server.sampling_progress(prompt_id, node) <= step:
+        assert server.history(prompt_id) is None, "the prompt ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no sampling progress came"
+        time.sleep(0.05)
+
+
 def test_interrupting_a_stitched_run_leaves_the_next_run_like_a_clean_one(server, pair_api):
     api = shrink_for_cpu(pair_api, steps=40)
     api[node_id(api, "SaveImage")]["inputs"]["filename_prefix"] = "interrupt_test"
-    clean = png_pixels(server.output_images(server.run(api))[0])
+    pair, sampler = node_id(api, "TStitchModelPair"), node_id(api, "KSampler")
+    # the clean run first; a fraction with the same 16 of 40 small steps keeps it out of the others' cache
+    clean_api = copy.deepcopy(api)
+    clean_api[pair]["inputs"]["small_fraction"] = 0.40001
+    clean = png_pixels(server.output_images(server.run(clean_api))[0])
 
-    server.post("/free", {"unload_models": True, "free_memory": True})  # drop cached outputs and loaded models
-    time.sleep(2)
     prompt_id = server.queue(api)
-    sampler = node_id(api, "KSampler")
-    deadline = time.monotonic() + 120
-    while not server.sampling_progress(prompt_id, sampler) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_sampling_step(server, prompt_id, sampler, 0)
     server.interrupt()
     entry = server.wait(prompt_id)
-    kinds = [kind for kind, _ in entry["status"]["messages"]]
-    assert "execution_interrupted" in kinds and entry["status"]["status_str"] == "error"
-    (interrupted,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_interrupted"]
-    assert interrupted["node_id"] == sampler
+    interrupted = [data for kind, data in entry["status"]["messages"] if kind == "execution_interrupted"]
+    assert entry["status"]["status_str"] == "error" and interrupted and interrupted[0]["node_id"] == sampler
 
     after = server.run(api)
     assert_success(server, after)
@@ -194,9 +200,7 @@ def test_interrupting_a_sweep_stops_it_and_the_server_goes_on(server):
     api = shrink_for_cpu(to_api(server, load_example("sd15_fraction_sweep")), steps=20)
     sweep = node_id(api, "TStitchFractionSweep")
     prompt_id = server.queue(api)
-    deadline = time.monotonic() + 180
-    while server.sampling_progress(prompt_id, sweep) <= 20 and time.monotonic() < deadline:
-        time.sleep(0.1)  # until the second fraction is under way
+    wait_for_sampling_step(server, prompt_id, sweep, 20)  # the second fraction is under way
     server.interrupt()
     entry = server.wait(prompt_id)
     interrupted = [data for kind, data in entry["status"]["messages"] if kind == "execution_interrupted"]

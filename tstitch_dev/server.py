@@ -109,6 +109,7 @@ class ComfyServer:
         import websocket  # websocket-client
 
         socket_ = websocket.create_connection(f"ws://127.0.0.1:{self.port}/ws?clientId={self.client_id}", timeout=30)
+        socket_.settimeout(None)  # quiet minutes between prompts are normal: wait for the next message
 
         def receive():
             while True:
