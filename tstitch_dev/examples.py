@@ -315,12 +315,29 @@ def build_in_frontend(page, example: Example) -> None:
     page.evaluate(_BUILD_JS, {"nodes": [vars(n) for n in example.nodes], "links": example.links})
 
 
+# Runs the frontend's Export command and returns the text of the file it hands the browser. The file
+# is taken as the Blob Export passes to URL.createObjectURL and not downloaded: Chromium stops
+# honouring a page's scripted downloads after ten, and the tests export every example from one page.
+_EXPORT_JS = """async () => {
+  await window.app.extensionManager.setting.set('Comfy.PromptFilename', false);
+  const createObjectURL = URL.createObjectURL, click = HTMLAnchorElement.prototype.click;
+  let exported = null;
+  URL.createObjectURL = (blob) => { exported = blob; return createObjectURL.call(URL, blob); };
+  HTMLAnchorElement.prototype.click = function () { if (!this.download) click.call(this); };
+  try {
+    await window.app.extensionManager.command.execute('Comfy.ExportWorkflow');
+  } finally {
+    URL.createObjectURL = createObjectURL;
+    HTMLAnchorElement.prototype.click = click;
+  }
+  if (!exported) throw new Error('Comfy.ExportWorkflow wrote no file');
+  return await exported.text();
+}"""
+
+
 def export_from_frontend(page) -> dict:
     """The current graph as the frontend's Export command writes it."""
-    page.evaluate("() => window.app.extensionManager.setting.set('Comfy.PromptFilename', false)")
-    with page.expect_download() as download:
-        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.ExportWorkflow')")
-    return json.loads(Path(download.value.path()).read_text())
+    return json.loads(page.evaluate(_EXPORT_JS))
 
 
 def screenshot_graph(page, path: Path) -> None:
