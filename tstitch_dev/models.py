@@ -224,8 +224,12 @@ def build_wan_state_dict(spec: WanSpec) -> dict:
     return randomize_(model, spec.seed)
 
 
-def ensure_wan_vae(dim: int = 16, folder: Path = MODEL_CACHE) -> Path:
-    """Path of a random Wan 2.1 VAE, ``dim`` wide (ComfyUI reads the width off the weights), built once."""
+def ensure_wan_vae(dim: int = 96, folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random Wan 2.1 VAE, ``dim`` wide, built once.
+
+    96 is the real Wan 2.1 VAE's width: ComfyUI reads it off the weights since 0.8, but 0.3.64
+    assumes 96, so a narrower test VAE fails to load there.
+    """
     path = folder / f"tiny-wan-vae-{FACTORY_VERSION}-{dim}.safetensors"
     if path.exists():
         return path
