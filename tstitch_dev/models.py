@@ -30,10 +30,15 @@ class UNetSpec:
     transformer_depth: tuple[int, ...]  # per level
     middle_block: bool
     seed: int = 0
+    # SSD-1B and Vega prune output blocks apart from input blocks; None keeps each level's depth
+    transformer_depth_output: tuple[int, ...] | None = None  # per output block, shallowest level first
+    transformer_depth_middle: int | None = None  # None: the deepest level's; -1: res blocks, no transformer
 
     @property
     def file_name(self) -> str:
-        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, asdict(self)]).encode()).hexdigest()[:10]
+        # unset layout overrides stay out of the hash, so earlier specs keep their cached files
+        fields = {key: value for key, value in asdict(self).items() if value is not None}
+        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, fields]).encode()).hexdigest()[:10]
         return f"{self.name}-{digest}.safetensors"
 
 
@@ -52,6 +57,12 @@ TINY_SDXL_SMALL = UNetSpec("tiny-sdxl-small", "sdxl", (1, 1, 1), (2, 2, 2), (0, 
 # Real architectures as ComfyUI detects them (parameter counts in HOST-NOTES).
 SD15 = UNetSpec("sd15", "sd15", (1, 2, 4, 4), (2, 2, 2, 2), (1, 1, 1, 0), middle_block=True, seed=10)
 BK_SDM_TINY = UNetSpec("bk-sdm-tiny", "sd15", (1, 2, 4), (1, 1, 1), (1, 1, 1), middle_block=False, seed=11)
+SDXL = UNetSpec("sdxl", "sdxl", (1, 2, 4), (2, 2, 2), (0, 2, 10), middle_block=True, seed=12)
+# the distilled SDXLs keep SDXL's blocks but drop transformers, unevenly in the decoder
+SSD_1B = UNetSpec("ssd-1b", "sdxl", (1, 2, 4), (2, 2, 2), (0, 2, 4), middle_block=True, seed=13,
+                  transformer_depth_output=(0, 0, 0, 1, 1, 2, 10, 4, 4), transformer_depth_middle=-1)
+SEGMIND_VEGA = UNetSpec("segmind-vega", "sdxl", (1, 2, 4), (2, 2, 2), (0, 1, 2), middle_block=True, seed=14,
+                        transformer_depth_output=(0, 0, 0, 1, 1, 1, 2, 2, 2), transformer_depth_middle=-1)
 
 _FAMILY_CONFIG = {
     "sd15": dict(context_dim=768, use_linear_in_transformer=False, adm_in_channels=None, num_heads=8,
@@ -67,11 +78,16 @@ def unet_config(spec: UNetSpec) -> dict:
     for level, blocks in enumerate(spec.num_res_blocks):
         depth_in += [spec.transformer_depth[level]] * blocks
         depth_out += [spec.transformer_depth[level]] * (blocks + 1)
+    if spec.transformer_depth_output is not None:
+        depth_out = list(spec.transformer_depth_output)
+    depth_middle = spec.transformer_depth_middle
+    if depth_middle is None:
+        depth_middle = max(spec.transformer_depth)
     return dict(
         image_size=32, in_channels=4, out_channels=4, model_channels=320,
         num_res_blocks=list(spec.num_res_blocks), channel_mult=list(spec.channel_mult),
         transformer_depth=depth_in, transformer_depth_output=depth_out,
-        transformer_depth_middle=max(spec.transformer_depth) if spec.middle_block else -2,
+        transformer_depth_middle=depth_middle if spec.middle_block else -2,
         use_spatial_transformer=True, legacy=False, use_temporal_attention=False, use_temporal_resblock=False,
         **_FAMILY_CONFIG[spec.family],
     )

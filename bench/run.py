@@ -1,0 +1,213 @@
+"""T-Stitch speed, fraction by fraction, through the real ComfyUI host: its loaders, nodes and samplers.
+
+    python -m bench.run                                   SD1.5 + BK-SDM-Tiny, 10 steps, on the GPU if there is one
+    python -m bench.run --pair sdxl-ssd-1b --size 512 --steps 25
+
+For each small_fraction it times TStitchModelPair into KSampler, and the same split as two chained
+KSamplerAdvanced, against each model alone. The models have the real architectures with seeded random
+weights (what a step costs does not depend on the weights): built once, cached in ~/.cache/comfyui-tstitch.
+Writes results.md, speedup.png and results.json to bench/results/<name>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tstitch_core import parse_fractions as core_parse_fractions
+from tstitch_dev import models
+from tstitch_dev.comfy_env import boot_comfyui
+from tstitch_dev.host import CACHE_DIR, comfyui_version
+
+from .measure import Settings, Workload, configs_for, measure, warm_up
+from .plot import draw_speedup
+from .report import PLOT_NAME, build_table, check_targets, describe_machine, format_target, to_json, to_markdown
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HOST_WORKDIR = CACHE_DIR / "bench-host"  # holds only the link to this pack that ComfyUI loads it through
+DEFAULT_FRACTIONS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # torch names
+
+
+@dataclass(frozen=True)
+class Pair:
+    title: str
+    large: models.UNetSpec
+    small: models.UNetSpec
+
+
+PAIRS = {
+    "sd15-bk-sdm-tiny": Pair("SD1.5 + BK-SDM-Tiny", models.SD15, models.BK_SDM_TINY),
+    "sdxl-ssd-1b": Pair("SDXL + SSD-1B", models.SDXL, models.SSD_1B),
+    "sdxl-vega": Pair("SDXL + Segmind Vega", models.SDXL, models.SEGMIND_VEGA),
+    "tiny": Pair("test-sized SD1.5 pair", models.TINY_SD15_LARGE, models.TINY_SD15_SMALL),  # the smoke test's
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pair", choices=PAIRS, default="sd15-bk-sdm-tiny", help="large + small model: "
+                        + "; ".join(f"{name}: {pair.title}" for name, pair in PAIRS.items()))
+    parser.add_argument("--fractions", default=DEFAULT_FRACTIONS, help=f"comma-separated (default {DEFAULT_FRACTIONS})")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--size", type=int, help="image side in pixels (default 256 on CPU, 512 on GPU)")
+    parser.add_argument("--sampler", default="euler")
+    parser.add_argument("--scheduler", default="normal")
+    parser.add_argument("--cfg", type=float, default=7.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each configuration (default 5)")
+    parser.add_argument("--dtype", choices=DTYPES, help="weights and compute (default fp32 on CPU, fp16 on GPU)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
+    parser.add_argument("--name", help="results folder name under bench/results (default from the settings)")
+    parser.add_argument("--out", type=Path, help="results folder (overrides --name)")
+    args = parser.parse_args(argv)
+    args.fractions = parse_fractions(parser, args.fractions)
+    if args.repeats < 1 or args.steps < 1:
+        parser.error("--repeats and --steps must be at least 1")
+    return args
+
+
+def parse_fractions(parser, text: str) -> list[float]:
+    try:
+        return sorted(set(core_parse_fractions(text)))
+    except ValueError as error:
+        parser.error(f"--fractions: {error}")
+
+
+def check_sampler(sampler: str, scheduler: str) -> None:
+    # before the models load: a long run should not fail at its first sampling
+    import comfy.samplers
+
+    for kind, name, names in (("sampler", sampler, comfy.samplers.KSampler.SAMPLERS),
+                              ("scheduler", scheduler, comfy.samplers.KSampler.SCHEDULERS)):
+        if name not in names:
+            sys.exit(f"bench: no {kind} {name!r} in this ComfyUI; it has: {', '.join(names)}")
+
+
+def load_model(spec: models.UNetSpec, dtype):
+    """``spec``'s diffusion-model file (built on first use) through ComfyUI's loader, in ``dtype``."""
+    import comfy.sd
+
+    return comfy.sd.load_diffusion_model(str(models.ensure_diffusion_model(spec)), model_options={"dtype": dtype})
+
+
+def describe_model(patcher) -> str:
+    parameters = sum(p.numel() for p in patcher.model.diffusion_model.parameters())
+    return f"{type(patcher.model.model_config).__name__} ({parameters / 1e6:.1f}M parameters)"
+
+
+def random_conds(family: str, seed: int) -> tuple[list, list]:
+    """Seeded stand-ins for encoded prompts in the family's shapes: what a step costs does not depend on them."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    width, pooled = {"sd15": (768, None), "sdxl": (2048, 1280)}[family]
+
+    def cond():
+        extras = {} if pooled is None else {"pooled_output": torch.randn(1, pooled, generator=generator)}
+        return [[torch.randn(1, 77, width, generator=generator), extras]]
+
+    return cond(), cond()
+
+
+@contextmanager
+def progress_bars_off():
+    # hundreds of samplings: keep the output to the results; the host's setting is put back after
+    import comfy.utils
+
+    enabled = comfy.utils.PROGRESS_BAR_ENABLED
+    comfy.utils.set_progress_bar_enabled(False)
+    try:
+        yield
+    finally:
+        comfy.utils.set_progress_bar_enabled(enabled)
+
+
+def report_round(started: float, repeats: int):
+    def report(done: int):
+        elapsed = time.perf_counter() - started
+        print(f"round {done} of {repeats} done, {elapsed:.0f} s, about {elapsed / done * (repeats - done):.0f} s left",
+              flush=True)
+
+    return report
+
+
+def time_pair(pair: Pair, settings: Settings, dtype_name: str, fractions: list[float], repeats: int,
+              device) -> tuple[dict, dict]:
+    """Load both models, warm up, time every configuration; returns the samples and what the models are."""
+    import torch
+
+    import nodes
+
+    with torch.inference_mode(), progress_bars_off():  # as ComfyUI's executor runs nodes
+        dtype = getattr(torch, DTYPES[dtype_name])
+        large, small = load_model(pair.large, dtype), load_model(pair.small, dtype)
+        positive, negative = random_conds(pair.large.family, settings.seed)
+        latent = nodes.EmptyLatentImage().generate(settings.size, settings.size, 1)[0]
+        workload = Workload(small, large, settings, positive, negative, latent)
+        warm_up(workload)
+        samples = measure(configs_for(fractions), workload, repeats, device,
+                          report_round(time.perf_counter(), repeats))
+    return samples, {"large": describe_model(large), "small": describe_model(small)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    host = boot_comfyui(HOST_WORKDIR, cpu=True if args.cpu else None)
+    check_sampler(args.sampler, args.scheduler)
+    import comfy.model_management
+
+    device = comfy.model_management.get_torch_device()
+    dtype_name = args.dtype or ("fp32" if device.type == "cpu" else "fp16")
+    settings = Settings(args.steps, args.size or (256 if device.type == "cpu" else 512), args.sampler,
+                        args.scheduler, args.cfg, args.seed)
+    pair = PAIRS[args.pair]
+    out = args.out or RESULTS / (args.name or f"{args.pair}-{device.type}-{dtype_name}-{settings.size}px-"
+                                              f"{settings.steps}steps")
+    print(f"T-Stitch benchmark: {pair.title} on {device}, {dtype_name}, {settings.size}x{settings.size}, "
+          f"{settings.steps} steps {settings.sampler}/{settings.scheduler}, {2 + 2 * len(args.fractions)} "
+          f"configurations x {args.repeats} repeats (models are built on first use and cached)", flush=True)
+    samples, model_descriptions = time_pair(pair, settings, dtype_name, args.fractions, args.repeats, device)
+
+    table = build_table(samples, args.fractions, settings.steps)
+    targets = check_targets(table)
+    machine = describe_machine(device, comfyui_version(host))
+    setup = {"pair": args.pair, **model_descriptions, "dtype": dtype_name, "repeats": args.repeats,
+             **asdict(settings)}
+    memory_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB"
+    markdown = to_markdown(pair.title, machine, describe_setup(setup), table, targets, memory_label)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown)
+    (out / "results.json").write_text(json.dumps(to_json(machine, setup, table, targets, samples), indent=1))
+    draw_speedup(table, f"{pair.title}: speedup over the large model alone ({device.type}, {settings.steps} "
+                        f"steps, {settings.size}px)").save(out / PLOT_NAME)
+    print(markdown)
+    print("\n".join(format_target(t) for t in targets))
+    print(f"Results in {out}")
+    return 0
+
+
+def describe_setup(setup: dict) -> list[str]:
+    latent_side = setup["size"] // 8
+    return [
+        (f"large model: {setup['large']}; small model: {setup['small']}; seeded random weights, loaded by "
+         f"ComfyUI's diffusion-model loader in {setup['dtype']}"),
+        (f"{setup['steps']} steps {setup['sampler']}/{setup['scheduler']}, cfg {setup['cfg']:g}, "
+         f"{setup['size']}x{setup['size']} ({latent_side}x{latent_side} latent), batch 1, seed {setup['seed']}"),
+        (f"timed runs of each configuration: {setup['repeats']}, interleaved: every round runs each configuration "
+         "once, in a new random order; one short untimed run of each kind first"),
+        ("stitched: TStitchModelPair (switch_by steps) into KSampler, the pair node included; chained: "
+         "KSamplerAdvanced (small model, add_noise, steps 0 to k, return_with_leftover_noise) into "
+         "KSamplerAdvanced (large model, no added noise, step k to the end)"),
+        ("ideal: k x (small alone / N) + (N - k) x (large alone / N); speedups are over the large model alone; "
+         "times are medians, spreads min-max; peak memory is the highest over the runs"),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

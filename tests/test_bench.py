@@ -1,0 +1,114 @@
+"""The benchmark's smoke test: a short CPU run on the test-sized models, through the real host.
+
+It checks that the table is written and consistent with itself and with the timed samples, and that
+the plot is a valid image; it sets no bar on the timings.
+"""
+
+import json
+
+import pytest
+from PIL import Image
+
+from bench import run
+from tstitch_core import compute_switch_index
+
+FRACTIONS, STEPS, SIZE = [0.0, 0.5, 1.0], 2, 32
+
+
+@pytest.fixture(scope="module")
+def results(comfy_host, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--pair", "tiny", "--fractions", "0,0.5,1", "--steps", str(STEPS), "--size", str(SIZE), "--repeats", "1",
+            "--cpu", "--out", str(out)]
+    assert run.main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(results) -> dict:
+    return json.loads((results / "results.json").read_text())
+
+
+def markdown_table(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the table under ``heading``, header and separator left out."""
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")][2:]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_markdown_has_a_row_per_fraction_with_the_packs_small_step_count(results):
+    rows = markdown_table((results / "results.md").read_text(), "By fraction")
+    assert [(float(r[0]), int(r[1])) for r in rows] == [(f, compute_switch_index(STEPS, f)) for f in FRACTIONS]
+    assert [int(r[1]) for r in rows] == [0, 1, 2]
+
+
+def test_markdown_speedups_and_ideal_times_follow_from_its_own_times(results):
+    markdown = (results / "results.md").read_text()
+    large, small = (float(r[1]) for r in markdown_table(markdown, "Models alone"))
+    rows = markdown_table(markdown, "By fraction")
+    for fraction, k, stitched, _, chained, _, ideal, overhead, speedup, ideal_speedup, chained_speedup, *_ in rows:
+        k, stitched, chained, ideal = int(k), float(stitched), float(chained), float(ideal)
+        assert ideal == pytest.approx(k * small / STEPS + (STEPS - k) * large / STEPS, rel=2e-3), fraction
+        assert float(speedup.rstrip("x")) == pytest.approx(large / stitched, rel=2e-3, abs=1e-3), fraction
+        assert float(ideal_speedup.rstrip("x")) == pytest.approx(large / ideal, rel=2e-3, abs=1e-3), fraction
+        assert float(chained_speedup.rstrip("x")) == pytest.approx(large / chained, rel=2e-3, abs=1e-3), fraction
+        assert float(overhead.rstrip("%")) == pytest.approx((stitched / ideal - 1) * 100, rel=2e-2, abs=0.2), fraction
+    assert float(rows[0][6]) == pytest.approx(large, rel=1e-3)  # f = 0: N steps of the large model
+    assert float(rows[-1][6]) == pytest.approx(small, rel=1e-3)
+
+
+def test_table_is_computed_from_the_timed_samples(data):
+    seconds = {(s["config"]["kind"], s["config"]["fraction"]): s["seconds"] for s in data["samples"]}
+    assert sorted(seconds, key=str) == sorted([("large alone", None), ("small alone", None)] + [
+        (kind, f) for f in FRACTIONS for kind in ("stitched", "chained")], key=str)
+    assert all(len(runs) == 1 for runs in seconds.values())  # one repeat
+    table = data["table"]
+    large, small = table["large"]["median"], table["small"]["median"]
+    assert (large, small) == (seconds["large alone", None][0], seconds["small alone", None][0])
+    for row in table["rows"]:
+        assert row["stitched"]["median"] == seconds["stitched", row["fraction"]][0]
+        assert row["chained"]["median"] == seconds["chained", row["fraction"]][0]
+        assert row["speedup"] == pytest.approx(large / row["stitched"]["median"])
+        assert row["stitched"]["peak_mib"] > 0 and row["chained"]["peak_mib"] > 0
+
+
+def test_report_describes_the_machine_and_rates_every_target(results, comfy_host):
+    from tstitch_dev.host import comfyui_version
+
+    markdown = (results / "results.md").read_text()
+    for fact in ("- CPU: ", "- torch: ", "- device: cpu", f"- ComfyUI: {comfyui_version(comfy_host)}"):
+        assert fact in markdown
+    targets = [line for line in markdown.split("## Targets\n", 1)[1].splitlines() if line.startswith("- ")]
+    assert len(targets) == 2  # no f = 0.4 row, so no paper-setting target
+    assert all(line.startswith(("- PASS ", "- MISS ")) for line in targets)
+
+
+def test_plot_is_a_png_image(results):
+    with Image.open(results / "speedup.png") as image:
+        image.verify()
+    with Image.open(results / "speedup.png") as image:
+        assert image.format == "PNG" and image.size[0] > 0 and image.size[1] > 0
+        image.load()
+
+
+@pytest.mark.parametrize("pair, large, small", [
+    ("sd15-bk-sdm-tiny", ("SD15", 859.5), ("SD15", 323.4)),
+    ("sdxl-ssd-1b", ("SDXL", 2567.5), ("SSD1B", 1331.3)),
+    ("sdxl-vega", ("SDXL", 2567.5), ("Segmind_Vega", 745.2)),
+])
+def test_benchmark_models_are_the_real_architectures_as_comfyui_detects_them(pair, large, small, comfy_host):
+    # on the meta device: ComfyUI's detection reads only key names and shapes, so no weights are built
+    import torch
+    import comfy.model_detection
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from tstitch_dev.models import unet_config
+
+    def detect(spec):
+        unet = UNetModel(**unet_config(spec), dtype=torch.float32, device="meta",
+                         operations=comfy.ops.disable_weight_init)
+        state_dict = unet.state_dict()
+        config = comfy.model_detection.model_config_from_unet(state_dict, "")
+        return type(config).__name__, round(sum(t.numel() for t in state_dict.values()) / 1e6, 1)
+
+    assert (detect(run.PAIRS[pair].large), detect(run.PAIRS[pair].small)) == (large, small)
