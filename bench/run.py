@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tstitch_core import parse_fractions as core_parse_fractions
 from tstitch_dev import models
+from tstitch_dev.cli import add_sampling_options
 from tstitch_dev.comfy_env import boot_comfyui
 from tstitch_dev.host import CACHE_DIR, comfyui_version
 
@@ -54,12 +55,7 @@ def parse_args(argv):
     parser.add_argument("--pair", choices=PAIRS, default="sd15-bk-sdm-tiny", help="large + small model: "
                         + "; ".join(f"{name}: {pair.title}" for name, pair in PAIRS.items()))
     parser.add_argument("--fractions", default=DEFAULT_FRACTIONS, help=f"comma-separated (default {DEFAULT_FRACTIONS})")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--size", type=int, help="image side in pixels (default 256 on CPU, 512 on GPU)")
-    parser.add_argument("--sampler", default="euler")
-    parser.add_argument("--scheduler", default="normal")
-    parser.add_argument("--cfg", type=float, default=7.0)
-    parser.add_argument("--seed", type=int, default=0)
+    add_sampling_options(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each configuration (default 5)")
     parser.add_argument("--dtype", choices=DTYPES, help="weights and compute (default fp32 on CPU, fp16 on GPU)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")

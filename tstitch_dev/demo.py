@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tstitch_core import compute_switch_index
 
+from .cli import add_sampling_options
 from .comfy_env import boot_comfyui
 from .host import comfyui_version
 
@@ -29,12 +30,7 @@ def parse_args(argv):
     parser.add_argument("--prompt", default="a photograph of a lighthouse on a cliff at sunset")
     parser.add_argument("--negative", default="blurry, low quality")
     parser.add_argument("--fraction", type=float, default=0.4, help="small_fraction (default 0.4)")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--size", type=int, help="image side in pixels (default 256 on CPU, 512 on GPU)")
-    parser.add_argument("--sampler", default="euler")
-    parser.add_argument("--scheduler", default="normal")
-    parser.add_argument("--cfg", type=float, default=7.0)
-    parser.add_argument("--seed", type=int, default=0)
+    add_sampling_options(parser)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the fastest counts (default 1)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="where the two images go")
