@@ -100,6 +100,18 @@ def check_targets(table: Table) -> list[Target]:
     return targets
 
 
+def describe_noise(table: Table) -> str:
+    """The targets' context: mean overhead and stitched/chained over all fractions, and how much runs vary."""
+    rows = table.rows
+    configs = [table.large, table.small] + [stats for r in rows for stats in (r.stitched, r.chained)]
+    spread_pct = statistics.median((s.high - s.low) / s.median * 100 for s in configs)
+    return (f"Over all {len(rows)} fractions: mean overhead vs ideal "
+            f"{statistics.mean(r.overhead_pct for r in rows):+.2f}%, mean stitched / chained "
+            f"{statistics.mean(r.stitched.median / r.chained.median for r in rows):.3f}. Repeated runs of one "
+            f"configuration spread {spread_pct:.1f}% (median of (max - min) / median): a difference smaller than "
+            "that is within this machine's noise.")
+
+
 def describe_machine(device: torch.device, comfyui: str) -> dict[str, str]:
     machine = {
         "CPU": f"{cpu_model()}, {os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads",
@@ -155,7 +167,7 @@ def to_markdown(title: str, machine: dict[str, str], setup: list[str], table: Ta
                      f"{r.speedup:.3f}x | {r.ideal_speedup:.3f}x | {r.chained_speedup:.3f}x | "
                      f"{r.stitched.median / r.chained.median:.3f} | {r.stitched.peak_mib:.0f} | "
                      f"{r.chained.peak_mib:.0f} |")
-    lines += ["", "## Targets", ""] + [f"- {format_target(t)}" for t in targets]
+    lines += ["", "## Targets", ""] + [f"- {format_target(t)}" for t in targets] + ["", describe_noise(table)]
     return "\n".join(lines) + "\n"
 
 

@@ -25,9 +25,9 @@ from tstitch_dev.cli import add_sampling_options
 from tstitch_dev.comfy_env import boot_comfyui
 from tstitch_dev.host import CACHE_DIR, comfyui_version
 
-from .measure import Settings, Workload, configs_for, measure, warm_up
+from .measure import Config, Sample, Settings, Workload, configs_for, measure, warm_up
 from .plot import draw_speedup
-from .report import PLOT_NAME, build_table, check_targets, describe_machine, format_target, to_json, to_markdown
+from .report import PLOT_NAME, build_table, check_targets, describe_machine, to_json, to_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST_WORKDIR = CACHE_DIR / "bench-host"  # holds only the link to this pack that ComfyUI loads it through
@@ -61,6 +61,8 @@ def parse_args(argv):
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
     parser.add_argument("--name", help="results folder name under bench/results (default from the settings)")
     parser.add_argument("--out", type=Path, help="results folder (overrides --name)")
+    parser.add_argument("--rerender", type=Path, metavar="FOLDER", help=(
+        "measure nothing: write a results folder's table and plot again from its results.json"))
     args = parser.parse_args(argv)
     args.fractions = parse_fractions(parser, args.fractions)
     if args.repeats < 1 or args.steps < 1:
@@ -154,6 +156,8 @@ def time_pair(pair: Pair, settings: Settings, dtype_name: str, fractions: list[f
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.rerender:
+        return write_results(args.rerender, *load_results(args.rerender))
     host = boot_comfyui(HOST_WORKDIR, cpu=True if args.cpu else None)
     check_sampler(args.sampler, args.scheduler)
     import comfy.model_management
@@ -169,23 +173,37 @@ def main(argv=None) -> int:
           f"{settings.steps} steps {settings.sampler}/{settings.scheduler}, {2 + 2 * len(args.fractions)} "
           f"configurations x {args.repeats} repeats (models are built on first use and cached)", flush=True)
     samples, model_descriptions = time_pair(pair, settings, dtype_name, args.fractions, args.repeats, device)
-
-    table = build_table(samples, args.fractions, settings.steps)
-    targets = check_targets(table)
     machine = describe_machine(device, comfyui_version(host))
     setup = {"pair": args.pair, **model_descriptions, "dtype": dtype_name, "repeats": args.repeats,
              **asdict(settings)}
-    memory_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB"
-    markdown = to_markdown(pair.title, machine, describe_setup(setup), table, targets, memory_label)
+    return write_results(out, machine, setup, samples)
+
+
+def write_results(out: Path, machine: dict, setup: dict, samples: dict[Config, list[Sample]]) -> int:
+    """From the timed samples: results.md, results.json and the plot in ``out``; the table printed too."""
+    fractions = sorted({config.fraction for config in samples if config.fraction is not None})
+    table = build_table(samples, fractions, setup["steps"])
+    targets = check_targets(table)
+    device_type = machine["device"].split(":")[0]
+    title = PAIRS[setup["pair"]].title
+    memory_label = "peak CUDA MiB" if device_type == "cuda" else "peak RSS MiB"
+    markdown = to_markdown(title, machine, describe_setup(setup), table, targets, memory_label)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(markdown)
     (out / "results.json").write_text(json.dumps(to_json(machine, setup, table, targets, samples), indent=1))
-    draw_speedup(table, f"{pair.title}: speedup over the large model alone ({device.type}, {settings.steps} "
-                        f"steps, {settings.size}px)").save(out / PLOT_NAME)
+    draw_speedup(table, f"{title}: speedup over the large model alone ({device_type}, {setup['steps']} "
+                        f"steps, {setup['size']}px)").save(out / PLOT_NAME)
     print(markdown)
-    print("\n".join(format_target(t) for t in targets))
     print(f"Results in {out}")
     return 0
+
+
+def load_results(out: Path) -> tuple[dict, dict, dict[Config, list[Sample]]]:
+    """(machine, setup, samples) as a run saved them in ``out``/results.json."""
+    data = json.loads((out / "results.json").read_text())
+    samples = {Config(**entry["config"]): [Sample(*sample) for sample in zip(entry["seconds"], entry["peak_bytes"])]
+               for entry in data["samples"]}
+    return data["machine"], data["setup"], samples
 
 
 def describe_setup(setup: dict) -> list[str]:

@@ -5,6 +5,9 @@ the plot is a valid image; it sets no bar on the timings.
 """
 
 import json
+import re
+import shutil
+import statistics
 
 import pytest
 from PIL import Image
@@ -55,6 +58,30 @@ def test_markdown_speedups_and_ideal_times_follow_from_its_own_times(results):
         assert float(overhead.rstrip("%")) == pytest.approx((stitched / ideal - 1) * 100, rel=2e-2, abs=0.2), fraction
     assert float(rows[0][6]) == pytest.approx(large, rel=1e-3)  # f = 0: N steps of the large model
     assert float(rows[-1][6]) == pytest.approx(small, rel=1e-3)
+
+
+def test_noise_summary_follows_from_the_rows(results):
+    markdown = (results / "results.md").read_text()
+    rows = markdown_table(markdown, "By fraction")
+    summary = next(line for line in markdown.splitlines() if line.startswith("Over all"))
+    found = re.search(r"Over all (\d+) fractions: mean overhead vs ideal ([-+\d.]+)%, mean stitched / chained "
+                      r"([\d.]+)\. Repeated runs of one configuration spread ([\d.]+)%", summary)
+    count, overhead, ratio, spread = found.groups()
+    assert int(count) == len(FRACTIONS)
+    assert float(overhead) == pytest.approx(statistics.mean(float(r[7].rstrip("%")) for r in rows), abs=0.011)
+    assert float(ratio) == pytest.approx(statistics.mean(float(r[11]) for r in rows), abs=0.0011)
+    assert float(spread) == 0.0  # one repeat: no spread
+
+
+def test_rerendering_from_results_json_writes_the_same_report(results, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    (copy / "results.md").unlink()
+    (copy / "speedup.png").unlink()
+    assert run.main(["--rerender", str(copy)]) == 0
+    assert (copy / "results.md").read_text() == (results / "results.md").read_text()
+    assert json.loads((copy / "results.json").read_text()) == json.loads((results / "results.json").read_text())
+    assert (copy / "speedup.png").read_bytes() == (results / "speedup.png").read_bytes()
 
 
 def test_table_is_computed_from_the_timed_samples(data):
