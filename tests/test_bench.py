@@ -96,6 +96,7 @@ def test_table_is_computed_from_the_timed_samples(data):
         assert row["stitched"]["median"] == seconds["stitched", row["fraction"]][0]
         assert row["chained"]["median"] == seconds["chained", row["fraction"]][0]
         assert row["speedup"] == pytest.approx(large / row["stitched"]["median"])
+        assert row["stitched_per_chained"] == pytest.approx(row["stitched"]["median"] / row["chained"]["median"])
         assert row["stitched"]["peak_mib"] > 0 and row["chained"]["peak_mib"] > 0
 
 
