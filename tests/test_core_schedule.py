@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tstitch_core import (ALWAYS, NEVER, SwitchPoint, SwitchRule, compute_switch_index, compute_switch_point,
-                          count_stage_steps, pick_stage)
+                          count_covered_steps, count_stage_steps, pick_stage)
 
 # a 10-step schedule, as ComfyUI passes it in transformer_options["sample_sigmas"]
 SIGMAS = [14.6, 9.7, 6.6, 4.6, 3.2, 2.2, 1.5, 0.9, 0.5, 0.03, 0.0]
@@ -92,3 +92,12 @@ def test_stage_steps_are_described_in_words():
 
     assert describe_stage_steps([4, 6]) == ["steps 1-4 of 10", "steps 5-10 of 10"]
     assert describe_stage_steps([0, 1, 9]) == ["no steps of 10", "step 1 of 10", "steps 2-10 of 10"]
+
+
+def test_covered_steps_are_each_points_own_prefix_before_routing():
+    steps_point = compute_switch_point(SwitchRule(0.2, "steps"), SIGMAS, timestep_max=999.0)
+    timestep_point = compute_switch_point(SwitchRule(0.6, "timestep"), SIGMAS, timestep_max=999.0)
+    # with t = 100 sigma, t >= 399.6 covers the steps from sigmas 14.6 to 4.6: four
+    assert count_covered_steps([steps_point], SIGMAS, identity_timestep) == [2]
+    assert count_covered_steps([timestep_point], SIGMAS, lambda s: s * 100) == [4]
+    assert count_covered_steps([NEVER, ALWAYS], SIGMAS, identity_timestep) == [0, 10]

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from tstitch_core import (ModelFacts, SwitchRule, check_blocks_line_up, describe_sigma_range_mismatch,
-                          validate_fraction, validate_pair, validate_rule, validate_stage_order,
-                          validate_timestep_range)
+                          validate_fraction, validate_pair, validate_rule, validate_stage_coverage,
+                          validate_stage_order, validate_timestep_range)
 
 SD15 = ModelFacts("small_model (SD15)", "SD15", 4, 4, "EPS", 0.0292, 14.6146)
 SD15_LARGE = ModelFacts("large_model (SD15)", "SD15", 4, 4, "EPS", 0.0292, 14.6146)
@@ -102,3 +102,14 @@ def test_blocks_do_not_line_up_without_the_same_blocks():
     narrower = {**SDXL_LIKE, "channel_mult": [1, 2, 2]}
     for small in (fewer_res_blocks, no_middle_block, narrower):
         assert not check_blocks_line_up(small, SDXL_LIKE)
+
+
+def test_stage_coverage_is_checked_on_the_schedule_for_mixed_rules():
+    rules = [SwitchRule(0.6, "timestep"), SwitchRule(0.2, "steps")]
+    validate_stage_coverage(rules, [2, 6], 10)
+    validate_stage_coverage(rules, [4, 4], 10)  # equal: the middle model runs no step, as with equal fractions
+    with pytest.raises(ValueError) as error:
+        validate_stage_coverage(rules, [6, 2], 10)
+    message = str(error.value)
+    assert "small_fraction 0.6, switch_by timestep) covers steps 1-6 of 10" in message
+    assert "small_fraction 0.2, switch_by steps) covers only steps 1-2 of 10" in message

@@ -108,6 +108,18 @@ def count_stage_steps(switch_points: Sequence[SwitchPoint], sample_sigmas: Seque
     return [stages.count(index) for index in range(len(switch_points) + 1)]
 
 
+def count_covered_steps(switch_points: Sequence[SwitchPoint], sample_sigmas: Sequence[float],
+                        timestep_of: Callable[[float], float]) -> list[int]:
+    """Leading steps each switch point covers on its own (a prefix, since sigmas fall), before routing."""
+    starts = [float(sigma) for sigma in list(sample_sigmas)[:-1]]
+    return [sum(point.covers(sigma, timestep_of) for sigma in starts) for point in switch_points]
+
+
+def describe_step_prefix(count: int, total: int) -> str:
+    """The first ``count`` of ``total`` steps in words ("steps 1-6 of 10")."""
+    return describe_stage_steps([count, total - count])[0]
+
+
 def describe_stage_steps(counts: Sequence[int]) -> list[str]:
     """Each stage's steps in words, as ``count_stage_steps`` counted them ("steps 1-4 of 10")."""
     total, first, described = sum(counts), 1, []

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .schedule import SWITCH_MODES, SwitchRule
+from .schedule import SWITCH_MODES, SwitchRule, describe_step_prefix
 
 # What a sigma means is fixed by how noise is added at that sigma (``noise_scaling`` in
 # ComfyUI's model_sampling). Prediction types that share it (eps, v, x0, EDM) can be mixed.
@@ -78,8 +78,8 @@ def validate_pair(small: ModelFacts, large: ModelFacts) -> None:
     if small.in_channels is not None and large.in_channels is not None and small.in_channels != large.in_channels:
         raise ValueError(
             f"{small.name} takes {small.in_channels} input channels and {large.name} takes "
-            f"{large.in_channels}: one of them is an inpainting or image-conditioned variant. "
-            "Pair two models of the same variant.")
+            f"{large.in_channels}: one of them is an inpainting, image-to-video or otherwise image-conditioned "
+            "variant. Pair two models of the same variant.")
     if small.noise_family != large.noise_family:
         raise ValueError(
             f"{small.name} and {large.name} use sigmas that mean different things: {small.name} is "
@@ -108,6 +108,26 @@ def validate_stage_order(rules: Sequence[SwitchRule]) -> None:
                 f"the fractions must not decrease from the first model to the last: the model that runs "
                 f"first has {earlier.small_fraction:g} and the next one {later.small_fraction:g}, which "
                 "would leave the middle model no steps. Lower the first fraction or raise the second.")
+
+
+def validate_stage_coverage(rules: Sequence[SwitchRule], covered: Sequence[int], total_steps: int) -> None:
+    """Raise when, on the schedule being sampled, an earlier stage covers more steps than the next one.
+
+    Rules of one kind are checked when the pair is made (``validate_stage_order``); a steps rule
+    next to a timestep rule can only be compared on the schedule itself.
+
+    Args:
+        covered: the leading steps each stage's switch point covers (``count_covered_steps``).
+    """
+    for (earlier, later), (first, second) in zip(zip(rules, rules[1:]), zip(covered, covered[1:])):
+        if first > second:
+            raise ValueError(
+                f"T-Stitch: nested pairs hand over in trajectory order, but on this schedule the model that runs "
+                f"first (small_fraction {earlier.small_fraction:g}, switch_by {earlier.switch_by}) covers "
+                f"{describe_step_prefix(first, total_steps)}, while the next one (small_fraction "
+                f"{later.small_fraction:g}, switch_by {later.switch_by}) covers only "
+                f"{describe_step_prefix(second, total_steps)}: the model between them would get no steps. "
+                "Lower the first fraction, raise the second, or give both pairs the same switch_by.")
 
 
 def validate_timestep_range(model_name: str, timestep_at_sigma_min: float, timestep_at_sigma_max: float) -> None:
