@@ -26,7 +26,8 @@ class TStitchFractionSweep(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Samples the same seed and prompt once per small_fraction and returns the images and a grid "
-                "labelled with each fraction and its sampling time: pick your speed/quality trade-off."),
+                "labelled with each fraction and its sampling time: pick your speed/quality trade-off. For video, "
+                "images holds every frame and the grid shows each video's first frame."),
             inputs=[
                 io.Model.Input("small_model", tooltip="The small model that runs the early steps."),
                 io.Model.Input("large_model", tooltip="The large model that finishes."),
@@ -37,8 +38,10 @@ class TStitchFractionSweep(io.ComfyNode):
                                tooltip="steps or timestep, as on T-Stitch Model Pair."),
                 *ksampler_inputs(),
             ],
-            outputs=[io.Image.Output(display_name="images", tooltip="Every result, fraction by fraction."),
-                     io.Image.Output(display_name="grid", tooltip="The results side by side, labelled."),
+            outputs=[io.Image.Output(display_name="images",
+                                     tooltip="Every result (every frame of a video), fraction by fraction."),
+                     io.Image.Output(display_name="grid",
+                                     tooltip="The results side by side, labelled; a video shows its first frame."),
                      io.String.Output(display_name="timings", tooltip="Each fraction's sampling time.")],
             is_output_node=True,
         )
@@ -53,7 +56,7 @@ class TStitchFractionSweep(io.ComfyNode):
         # load both models now, so no fraction's time includes loading them
         comfy.model_management.load_models_gpu([models[0], *models[0].get_nested_additional_models()])
         progress = comfy.utils.ProgressBar(len(values) * steps)
-        images, seconds = [], []
+        images, tiles, seconds = [], [], []
         for index, (fraction, model) in enumerate(zip(values, models)):
             comfy.model_management.throw_exception_if_processing_interrupted()
             report_progress_text(f"T-Stitch sweep: small_fraction {fraction:g} ({index + 1} of {len(values)})")
@@ -67,12 +70,14 @@ class TStitchFractionSweep(io.ComfyNode):
                                           callback=advance, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
                                           seed=seed)
             seconds.append(time.perf_counter() - start)
-            images.append(vae.decode(samples))
-        batch = torch.cat(images)
-        # one column per fraction, one row per image of the latent batch
-        per_fraction = images[0].shape[0]
+            decoded = vae.decode(samples)  # [B, T, H, W, 3] for video latents
+            images.append(decoded.reshape(-1, *decoded.shape[-3:]))  # frames flattened, as VAEDecode does
+            tiles.append(decoded[:, 0] if decoded.ndim == 5 else decoded)  # a video's first frame in the grid
+        batch, tile_batch = torch.cat(images), torch.cat(tiles)
+        # one column per fraction, one row per image (or video) of the latent batch
+        per_fraction = tiles[0].shape[0]
         order = [f * per_fraction + b for b in range(per_fraction) for f in range(len(values))]
         captions = [f"f = {values[i // per_fraction]:.2f}   {seconds[i // per_fraction]:.1f} s" for i in order]
-        grid = to_image_tensor(draw_grid(batch[order], captions, columns=len(values)))
+        grid = to_image_tensor(draw_grid(tile_batch[order], captions, columns=len(values)))
         timings = "\n".join(f"small_fraction {f:g}: {s:.2f} s" for f, s in zip(values, seconds))
         return io.NodeOutput(batch, grid, timings, ui=ui.PreviewImage(grid, cls=cls))

@@ -70,3 +70,27 @@ def test_an_interrupt_stops_the_sweep_and_the_next_one_runs(sweep):
 def test_bad_fraction_lists_are_rejected_with_the_bad_value(sweep, fractions, bad):
     with pytest.raises(ValueError, match=bad):
         sweep(fractions)
+
+
+def test_a_video_sweep_returns_every_frame_and_grids_the_first_frame_of_each_fraction(run_node, load_unet, comfy_host):
+    import folder_paths
+    from tstitch_dev.models import TINY_WAN_HIGH_NOISE, TINY_WAN_LOW_NOISE, ensure_wan_vae
+
+    vae_path = ensure_wan_vae()
+    folder_paths.add_model_folder_path("vae", str(vae_path.parent))
+    vae = run_node("VAELoader", vae_name=vae_path.name)[0]
+    high, low = (run_node("ModelSamplingSD3", model=load_unet(spec), shift=8.0)[0]
+                 for spec in (TINY_WAN_HIGH_NOISE, TINY_WAN_LOW_NOISE))
+    generator = torch.Generator().manual_seed(5)
+    positive, negative = ([[torch.randn(1, 16, 4096, generator=generator), {}]] for _ in range(2))
+    video = run_node("EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1)[0]  # 5 frames
+    images, grid, _ = run_node("TStitchFractionSweep", small_model=high, large_model=low, vae=vae, fractions="0, 1",
+                               switch_by="timestep", seed=0, steps=2, cfg=5.0, sampler_name="euler",
+                               scheduler="simple", positive=positive, negative=negative, latent_image=video,
+                               denoise=1.0)
+    assert images.shape == (2 * 5, 64, 64, 3)
+    assert grid.shape[2] == 2 * 64
+    top = grid.shape[1] - 64  # one row, under its caption
+    for column, first_frame in enumerate((0, 5)):
+        tile = grid[0, top:, column * 64:(column + 1) * 64]
+        assert torch.allclose(tile, images[first_frame].clamp(0, 1), atol=1 / 255)
