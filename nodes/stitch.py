@@ -21,7 +21,8 @@ def pair_inputs() -> list:
         io.Model.Input("large_model", tooltip=(
             "The large model that finishes the image. Its model sampling sets the schedule. Apply its "
             "LoRAs and patches before this node: patches applied to the output reach the large model only.")),
-        io.Float.Input("small_fraction", default=0.4, min=0.0, max=1.0, step=0.01, tooltip=(
+        # three decimals, so published boundaries such as Wan 2.2's 0.125 (t = 0.875) can be typed exactly
+        io.Float.Input("small_fraction", default=0.4, min=0.0, max=1.0, step=0.005, round=0.001, tooltip=(
             "Share of the trajectory the small model runs: 0 is the large model alone, 1 the small model "
             "alone. The T-Stitch paper runs the small model for the first 40% at no loss in quality.")),
         io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS, tooltip=(

@@ -4,6 +4,7 @@ Screenshots land in artifacts/browser/ as the proof of each check.
 """
 
 import json
+import time
 
 import pytest
 
@@ -101,6 +102,51 @@ def test_queueing_an_example_runs_and_shows_the_image(page, server):
     assert len(history) == before + 1
     (entry,) = [entry for entry in history.values() if entry["status"]["status_str"] == "success"][-1:]
     assert entry["outputs"][str(save)]["images"][0]["filename"].startswith("tstitch_sd15")
+
+
+def test_a_typed_wan_boundary_reaches_the_server_exactly(page, server):
+    # Wan 2.2's text-to-video boundary t = 0.875 is small_fraction 0.125: typed into the widget as a user does
+    workflow = json.loads((EXAMPLES_DIR / "sd15_bk-sdm-tiny_pair.json").read_text())
+    load_workflow(page, workflow)
+    page.evaluate("""() => {
+      for (const node of window.app.graph.nodes) {
+        for (const widget of node.widgets ?? []) {
+          if (node.type === 'EmptyLatentImage' && ['width', 'height'].includes(widget.name)) widget.value = 64;
+          if (node.type === 'KSampler' && widget.name === 'steps') widget.value = 3;
+        }
+      }
+      window.app.canvas.setDirty(true, true);
+    }""")
+    page.wait_for_timeout(300)
+    # the middle of the widget, on screen: a click there opens litegraph's value prompt
+    x, y = page.evaluate("""() => {
+      const node = window.app.graph.nodes.find((n) => n.type === 'TStitchModelPair');
+      const widget = node.widgets.find((w) => w.name === 'small_fraction');
+      const [cx, cy] = window.app.canvas.ds.convertOffsetToCanvas(
+        [node.pos[0] + node.size[0] / 2, node.pos[1] + widget.y + (widget.computedHeight ?? 20) / 2]);
+      const rect = window.app.canvas.canvas.getBoundingClientRect();
+      return [rect.left + cx / (window.devicePixelRatio || 1), rect.top + cy / (window.devicePixelRatio || 1)];
+    }""")
+    page.mouse.click(x, y)
+    value_input = page.locator(".graphdialog input").first
+    value_input.wait_for()
+    value_input.fill("0.125")
+    value_input.press("Enter")
+    page.wait_for_timeout(300)
+    screenshot(page, "typed_wan_boundary")
+    shown = page.evaluate("() => window.app.graph.nodes.find((n) => n.type === 'TStitchModelPair')"
+                          ".widgets.find((w) => w.name === 'small_fraction').value")
+    assert shown == 0.125
+    before = set(server.get("/history"))
+    assert page.evaluate("async () => await window.app.queuePrompt(0, 1)") is not False
+    deadline = time.monotonic() + 180
+    while not (finished := set(server.get("/history")) - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (prompt_id,) = finished
+    entry = server.history(prompt_id)
+    assert entry["status"]["status_str"] == "success"
+    pair = next(node for node in entry["prompt"][2].values() if node["class_type"] == "TStitchModelPair")
+    assert pair["inputs"]["small_fraction"] == 0.125
 
 
 @pytest.fixture(scope="module")
