@@ -71,23 +71,41 @@ def load_unet(comfy_nodes):
 
 @pytest.fixture(scope="session")
 def small_model(load_unet):
-    from tstitch_dev.models import TINY_SD15_SMALL
+    """The small model of most tests: one level at SD1.5's width, no middle block (BK-SDM-style)."""
+    from tstitch_dev.models import MINI_SD15_SMALL
 
-    return load_unet(TINY_SD15_SMALL)
+    return load_unet(MINI_SD15_SMALL)
 
 
 @pytest.fixture(scope="session")
 def large_model(load_unet):
-    from tstitch_dev.models import TINY_SD15_LARGE
+    from tstitch_dev.models import MINI_SD15_LARGE
 
-    return load_unet(TINY_SD15_LARGE)
+    return load_unet(MINI_SD15_LARGE)
 
 
 @pytest.fixture(scope="session")
 def medium_model(load_unet):
-    from tstitch_dev.models import TINY_SD15_MEDIUM
+    from tstitch_dev.models import MINI_SD15_MEDIUM
 
-    return load_unet(TINY_SD15_MEDIUM)
+    return load_unet(MINI_SD15_MEDIUM)
+
+
+@pytest.fixture(scope="session")
+def deep_pair(load_unet):
+    """(small, large) with SD1.5's first two levels (320 and 640 channels), for what needs real blocks:
+    ControlNets made for the large layout, FreeU's 640-channel scaling."""
+    from tstitch_dev.models import TINY_SD15_LARGE, TINY_SD15_SMALL
+
+    return load_unet(TINY_SD15_SMALL), load_unet(TINY_SD15_LARGE)
+
+
+@pytest.fixture(scope="session")
+def pruned_model(load_unet):
+    """An SSD-1B-style pruning of the deep large model: the same blocks, fewer transformers in them."""
+    from tstitch_dev.models import TINY_SD15_PRUNED
+
+    return load_unet(TINY_SD15_PRUNED)
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +130,40 @@ def conds(comfy_host):
 
 @pytest.fixture(scope="session")
 def latent(comfy_nodes):
-    """An empty 64x64 latent (8x8 in latent space) from ComfyUI's EmptyLatentImage node."""
-    return lambda batch_size=1: comfy_nodes.EmptyLatentImage().generate(64, 64, batch_size)[0]
+    """An empty latent, 64x64 (8x8 in latent space) unless ``size`` says, from ComfyUI's EmptyLatentImage node."""
+    return lambda batch_size=1, size=64: comfy_nodes.EmptyLatentImage().generate(size, size, batch_size)[0]
+
+
+@pytest.fixture(scope="session")
+def controlled_conds(comfy_host, run_node, conds):
+    """The test conds with a random-weight ControlNet for the large model's layout, applied as users do."""
+    import torch
+    import folder_paths
+    from tstitch_dev.models import TINY_SD15_LARGE, ensure_controlnet
+
+    path = ensure_controlnet(TINY_SD15_LARGE)
+    folder_paths.add_model_folder_path("controlnet", str(path.parent))
+    control_net = run_node("ControlNetLoader", control_net_name=path.name)[0]
+    hint = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    positive, negative = conds
+    return run_node("ControlNetApplyAdvanced", positive=positive, negative=negative, control_net=control_net,
+                    image=hint, strength=1.0, start_percent=0.0, end_percent=1.0)[:2]
+
+
+@pytest.fixture(scope="session")
+def lora_hooked(comfy_host, run_node):
+    """Conditioning with a scheduled LoRA hook (CreateHookLora + ConditioningSetProperties), for ``spec``'s UNet."""
+    import folder_paths
+    from tstitch_dev.models import ensure_lora
+
+    def hooked(conditioning, spec, seed=8):
+        path = ensure_lora(spec, seed=seed)
+        folder_paths.add_model_folder_path("loras", str(path.parent))
+        hooks = run_node("CreateHookLora", lora_name=path.name, strength_model=1.0, strength_clip=1.0)[0]
+        return run_node("ConditioningSetProperties", cond_NEW=conditioning, strength=1.0, set_cond_area="default",
+                        hooks=hooks)[0]
+
+    return hooked
 
 
 @pytest.fixture(scope="session")

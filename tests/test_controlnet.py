@@ -6,27 +6,6 @@ import logging
 import pytest
 import torch
 
-from tstitch_dev.models import TINY_SD15_LARGE, TINY_SD15_PRUNED, ensure_controlnet
-
-
-@pytest.fixture(scope="module")
-def controlled_conds(comfy_host, run_node, conds):
-    """The test conds with a random-weight ControlNet for the large model's layout, applied as users do."""
-    import folder_paths
-
-    path = ensure_controlnet(TINY_SD15_LARGE)
-    folder_paths.add_model_folder_path("controlnet", str(path.parent))
-    control_net = run_node("ControlNetLoader", control_net_name=path.name)[0]
-    hint = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
-    positive, negative = conds
-    return run_node("ControlNetApplyAdvanced", positive=positive, negative=negative, control_net=control_net,
-                    image=hint, strength=1.0, start_percent=0.0, end_percent=1.0)[:2]
-
-
-@pytest.fixture(scope="module")
-def pruned_model(load_unet):
-    return load_unet(TINY_SD15_PRUNED)
-
 
 @pytest.fixture
 def control_log():
@@ -50,23 +29,25 @@ def control_tag(control_log):
     return tagged
 
 
-def test_control_reaches_a_small_model_with_the_same_blocks(pruned_model, large_model, stitch, ksample,
+def test_control_reaches_a_small_model_with_the_same_blocks(pruned_model, deep_pair, stitch, ksample,
                                                             controlled_conds, control_tag, control_log):
+    large_model = deep_pair[1]
     out = ksample(stitch(control_tag(pruned_model, "S"), control_tag(large_model, "L"), 0.4),
                   conds=controlled_conds)
     assert control_log == [("S", True)] * 4 + [("L", True)] * 6
     assert torch.isfinite(out).all()
 
 
-def test_control_on_the_small_model_is_exactly_its_own_controlled_run(pruned_model, large_model, stitch, ksample,
+def test_control_on_the_small_model_is_exactly_its_own_controlled_run(pruned_model, deep_pair, stitch, ksample,
                                                                       controlled_conds):
+    large_model = deep_pair[1]
     alone = ksample(pruned_model, "dpmpp_2m", conds=controlled_conds)
     assert torch.equal(ksample(stitch(pruned_model, large_model, 1.0), "dpmpp_2m", conds=controlled_conds), alone)
 
 
-def test_a_small_model_with_fewer_blocks_runs_uncontrolled_with_a_warning(small_model, large_model, stitch, ksample,
-                                                                         controlled_conds, control_tag, control_log,
-                                                                         conds, caplog):
+def test_a_small_model_with_fewer_blocks_runs_uncontrolled_with_a_warning(deep_pair, stitch, ksample, controlled_conds,
+                                                                         control_tag, control_log, conds, caplog):
+    small_model, large_model = deep_pair
     with caplog.at_level(logging.WARNING):
         out = ksample(stitch(control_tag(small_model, "S"), control_tag(large_model, "L"), 0.4),
                       conds=controlled_conds)

@@ -117,9 +117,9 @@ def test_nesting_on_either_side_gives_the_same_three_stages(small_model, medium_
 
 def test_a_pair_of_pairs_is_a_valid_four_stage_stitch(small_model, medium_model, large_model, load_unet, stitch,
                                                       ksample, tag, calls):
-    from tstitch_dev.models import TINY_SD15_SMALL_ALT
+    from tstitch_dev.models import MINI_SD15_SMALL_ALT
 
-    s2 = tag(load_unet(TINY_SD15_SMALL_ALT), "T")
+    s2 = tag(load_unet(MINI_SD15_SMALL_ALT), "T")
     front = stitch(tag(small_model, "S"), s2, 0.2)
     back = stitch(tag(medium_model, "B"), tag(large_model, "L"), 0.7)
     ksample(stitch(front, back, 0.4))

@@ -49,6 +49,13 @@ TINY_SD15_LARGE = UNetSpec("tiny-sd15-large", "sd15", (1, 2), (2, 2), (1, 1), mi
 TINY_SD15_MEDIUM = UNetSpec("tiny-sd15-medium", "sd15", (1, 2), (2, 1), (1, 1), middle_block=False, seed=4)
 # SSD-1B-style pruning of TINY_SD15_LARGE: the same blocks, fewer transformers in them
 TINY_SD15_PRUNED = UNetSpec("tiny-sd15-pruned", "sd15", (1, 2), (2, 2), (0, 1), middle_block=True, seed=7)
+# One level at SD1.5's width, three to five times cheaper per call than the two-level models: what
+# most host tests sample with (small, medium, large as in a three-stage nest; the large one with a
+# middle block, where PAG and SAG act).
+MINI_SD15_SMALL = UNetSpec("mini-sd15-small", "sd15", (1,), (1,), (1,), middle_block=False, seed=8)
+MINI_SD15_MEDIUM = UNetSpec("mini-sd15-medium", "sd15", (1,), (2,), (1,), middle_block=False, seed=10)
+MINI_SD15_LARGE = UNetSpec("mini-sd15-large", "sd15", (1,), (1,), (1,), middle_block=True, seed=9)
+MINI_SD15_SMALL_ALT = UNetSpec("mini-sd15-small-alt", "sd15", (1,), (1,), (1,), middle_block=False, seed=12)
 TINY_SD15_SMALL_ALT = UNetSpec("tiny-sd15-small-alt", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=5)
 TINY_SDXL = UNetSpec("tiny-sdxl", "sdxl", (1, 1, 1), (1, 1, 1), (0, 2, 5), middle_block=False, seed=3)
 # detected as Segmind_Vega, whose transformer depths it copies at a quarter of the width
@@ -213,10 +220,13 @@ class WanSpec:
     ffn_dim: int
     num_layers: int
     seed: int = 0
+    in_dim: int = 16  # 36 for image-to-video models (the image latent and its mask are concatenated)
 
     @property
     def file_name(self) -> str:
-        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, "wan", asdict(self)]).encode()).hexdigest()[:10]
+        # the text-to-video width stays out of the hash, so earlier specs keep their cached files
+        fields = {key: value for key, value in asdict(self).items() if (key, value) != ("in_dim", 16)}
+        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, "wan", fields]).encode()).hexdigest()[:10]
         return f"{self.name}-{digest}.safetensors"
 
 
@@ -226,6 +236,8 @@ TINY_WAN_SMALL = WanSpec("tiny-wan-small", dim=128, ffn_dim=256, num_layers=1, s
 TINY_WAN_LARGE = WanSpec("tiny-wan-large", dim=256, ffn_dim=512, num_layers=2, seed=22)
 TINY_WAN_HIGH_NOISE = WanSpec("tiny-wan-high-noise", dim=128, ffn_dim=256, num_layers=2, seed=23)
 TINY_WAN_LOW_NOISE = WanSpec("tiny-wan-low-noise", dim=128, ffn_dim=256, num_layers=2, seed=24)
+# Wan 2.2 A14B's image-to-video expert in miniature: 36 input channels, no CLIP image embedding
+TINY_WAN_I2V_LARGE = WanSpec("tiny-wan-i2v-large", dim=256, ffn_dim=512, num_layers=2, seed=25, in_dim=36)
 
 
 def build_wan_state_dict(spec: WanSpec) -> dict:
@@ -233,7 +245,7 @@ def build_wan_state_dict(spec: WanSpec) -> dict:
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
 
-    model = WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=512, in_dim=16, dim=spec.dim,
+    model = WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=512, in_dim=spec.in_dim, dim=spec.dim,
                      ffn_dim=spec.ffn_dim, freq_dim=256, text_dim=4096, out_dim=16, num_heads=spec.dim // 128,
                      num_layers=spec.num_layers, window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6,
                      dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
