@@ -13,6 +13,12 @@ from ._patching import get_plan
 log = logging.getLogger(__name__)
 
 
+def read_input_width(unet_config: dict) -> int | None:
+    """The channels the model's input layer takes: UNets (SD1.x, SDXL) keep it as in_channels, Wan as in_dim."""
+    width = unet_config.get("in_channels", unet_config.get("in_dim"))
+    return None if width is None else int(width)
+
+
 def read_model_facts(model: comfy.model_patcher.ModelPatcher, role: str) -> ModelFacts:
     model_sampling = model.get_model_object("model_sampling")
     latent_format = model.get_model_object("latent_format")
@@ -22,7 +28,7 @@ def read_model_facts(model: comfy.model_patcher.ModelPatcher, role: str) -> Mode
         name=f"{role} ({type(model.model.model_config).__name__})",
         latent_format=type(latent_format).__name__,
         latent_channels=int(latent_format.latent_channels),
-        in_channels=model.model.model_config.unet_config.get("in_channels"),
+        in_channels=read_input_width(model.model.model_config.unet_config),
         noise_scaling=noise_scaling,
         sigma_min=float(model_sampling.sigma_min),
         sigma_max=float(model_sampling.sigma_max),

@@ -2,45 +2,36 @@
 
 from __future__ import annotations
 
-import torch
+from typing import NamedTuple
 
 import comfy.sampler_helpers
 import comfy.samplers
 from comfy_api.latest import io
 
-from ._patching import StageGuidance, get_plan
+from ._patching import get_plan
 from .stitch import CATEGORY, offload_idle_input, pair_inputs, stitch
 
 
-class StitchedGuider(comfy.samplers.CFGGuider):
-    """CFG guidance on a stitched model: the large model's prompts and scale as usual, the small model's its own."""
+class StageInputs(NamedTuple):
+    """Conditioning (as set_conds converts it) and CFG scale a guider gives one earlier model."""
 
-    def __init__(self, stitched_model, small_positive, small_negative, small_cfg: float):
+    conds: dict
+    cfg: float
+
+
+class StitchedGuider(comfy.samplers.CFGGuider):
+    """CFG guidance on a stitched model: the large side's prompts and scale as usual, the small side's its own."""
+
+    def __init__(self, stitched_model, small_positive, small_negative, small_cfg: float, small_side_stages: int):
         super().__init__(stitched_model)
         self.small_conds = {"positive": comfy.sampler_helpers.convert_cond(small_positive),
                             "negative": comfy.sampler_helpers.convert_cond(small_negative)}
         self.small_cfg = small_cfg
-        self.stage_conds = {}
+        self.small_side_stages = small_side_stages  # the first stages came in through small_model
 
-    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
-                     **kwargs):
-        # each earlier model's conditioning is prepared by that model, as CFGGuider prepares the large one's
-        for index, stage in enumerate(get_plan(self.model_patcher).stages):
-            model = stage.patcher.model
-            image = model.process_latent_in(latent_image) if torch.count_nonzero(latent_image) > 0 else latent_image
-            conds = {kind: [c.copy() for c in entries] for kind, entries in self.small_conds.items()}
-            self.stage_conds[index] = comfy.samplers.process_conds(model, noise, conds, device, image, denoise_mask,
-                                                                   seed, **kwargs)
-        try:
-            return super().inner_sample(noise, latent_image, device, sampler, sigmas, denoise_mask, callback,
-                                        disable_pbar, seed, **kwargs)
-        finally:
-            for conds in self.stage_conds.values():
-                comfy.sampler_helpers.cleanup_models(conds, [])
-            self.stage_conds = {}
-
-    def stage_guidance(self, index: int) -> StageGuidance:
-        return StageGuidance(self.stage_conds[index], self.small_cfg)
+    def tstitch_stage_inputs(self, index: int) -> StageInputs | None:
+        """The small prompts and scale for the stages of small_model; None (the guider's own) for the rest."""
+        return StageInputs(self.small_conds, self.small_cfg) if index < self.small_side_stages else None
 
 
 class TStitchGuider(io.ComfyNode):
@@ -53,7 +44,8 @@ class TStitchGuider(io.ComfyNode):
             description=(
                 "A guider for SamplerCustomAdvanced: T-Stitch with its own prompts and CFG scale for each model, "
                 "in one sampler pass. Use it to guide the small model less, or when the two models need "
-                "different conditioning. A nested pair as small_model gets the small prompts on all its models."),
+                "different conditioning. The small_* inputs go to every model of small_model (all of them when it "
+                "is a nested pair), the large_* inputs to every model of large_model."),
             inputs=[
                 *pair_inputs(),
                 io.Conditioning.Input("small_positive", tooltip="What to include, for the small model's steps."),
@@ -72,8 +64,9 @@ class TStitchGuider(io.ComfyNode):
     @classmethod
     def execute(cls, small_model, large_model, small_fraction, switch_by, small_positive, small_negative, small_cfg,
                 large_positive, large_negative, large_cfg, offload_idle_model=False) -> io.NodeOutput:
+        plan = get_plan(small_model)
         guider = StitchedGuider(stitch(small_model, large_model, small_fraction, switch_by, offload_idle_model),
-                                small_positive, small_negative, small_cfg)
+                                small_positive, small_negative, small_cfg, len(plan.stages) + 1 if plan else 1)
         guider.set_conds(large_positive, large_negative)
         guider.set_cfg(large_cfg)
         return io.NodeOutput(guider)

@@ -7,7 +7,8 @@ from comfy_api.latest import io, ui
 
 from ..tstitch_core import describe_stage_steps
 from ._drawing import draw_schedule, to_image_tensor
-from ._patching import get_plan, model_label
+from ._patching import get_plan
+from ._run import model_label
 from ._schedule import stage_of_each_step
 from .stitch import CATEGORY
 

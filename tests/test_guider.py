@@ -74,3 +74,60 @@ def test_one_trajectory_with_different_scales(small_model, large_model, conds, g
     low = sample_with_guider(guider(small_model, large_model, 0.4, conds, 2.0, conds, 5.0), large_model)
     same = sample_with_guider(guider(small_model, large_model, 0.4, conds, 5.0, conds, 5.0), large_model)
     assert not torch.equal(low, same) and torch.isfinite(low).all()
+
+
+def prompt_recorder(model, name, seen, prompts):
+    """A clone whose calls record (name, which prompt pair it was given, the CFG scale it was given)."""
+    m = model.clone()
+
+    def record(apply_model, args):
+        rows = args["c"]["c_crossattn"]
+        owner = {label for label, tensors in prompts.items() for row in rows
+                 if any(torch.equal(row, t[0][0][0]) for t in tensors)}
+        seen.append([name, "+".join(sorted(owner))])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    def cfg(args):
+        seen[-1].append(args["cond_scale"])
+        return args["uncond"] + (args["cond"] - args["uncond"]) * args["cond_scale"]
+
+    m.set_model_unet_function_wrapper(record)
+    m.set_model_sampler_cfg_function(cfg)
+    return m
+
+
+def test_every_stage_of_a_nested_large_model_takes_the_large_prompts_and_scale(small_model, medium_model,
+                                                                               large_model, conds, other_conds,
+                                                                               guider, stitch, sample_with_guider):
+    seen = []
+    prompts = {"small": other_conds, "large": conds}
+    s, b, l = (prompt_recorder(m, n, seen, prompts) for m, n in ((small_model, "S"), (medium_model, "B"),
+                                                                   (large_model, "L")))
+    stitched_guider = guider(s, stitch(b, l, 0.5), 0.2, other_conds, 3.0, conds, 9.0)
+    sample_with_guider(stitched_guider, large_model, "euler")
+    assert [tuple(x) for x in seen] == ([("S", "small", 3.0)] * 2 + [("B", "large", 9.0)] * 3
+                                        + [("L", "large", 9.0)] * 5)
+
+
+def test_every_stage_of_a_nested_small_model_takes_the_small_prompts_and_scale(small_model, medium_model,
+                                                                               large_model, conds, other_conds,
+                                                                               guider, stitch, sample_with_guider):
+    seen = []
+    prompts = {"small": other_conds, "large": conds}
+    s, b, l = (prompt_recorder(m, n, seen, prompts) for m, n in ((small_model, "S"), (medium_model, "B"),
+                                                                   (large_model, "L")))
+    stitched_guider = guider(stitch(s, b, 0.2), l, 0.5, other_conds, 3.0, conds, 9.0)
+    sample_with_guider(stitched_guider, large_model, "euler")
+    assert [tuple(x) for x in seen] == ([("S", "small", 3.0)] * 2 + [("B", "small", 3.0)] * 3
+                                        + [("L", "large", 9.0)] * 5)
+
+
+def test_hooks_on_the_small_prompts_act_on_the_small_models_steps(small_model, large_model, conds, guider,
+                                                                  sample_with_guider, ksample, lora_hooked):
+    from tstitch_dev.models import MINI_SD15_SMALL
+
+    hooked = tuple(lora_hooked(c, MINI_SD15_SMALL) for c in conds)
+    alone = ksample(small_model, "dpmpp_2m", cfg=3.0, conds=hooked)
+    assert not torch.equal(alone, ksample(small_model, "dpmpp_2m", cfg=3.0))  # the hook does something
+    out = sample_with_guider(guider(small_model, large_model, 1.0, hooked, 3.0, conds, 9.0), large_model)
+    assert torch.equal(out, alone)

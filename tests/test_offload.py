@@ -11,12 +11,13 @@ def loaded_base_models():
 
 
 @pytest.fixture
-def residency(small_model, medium_model, large_model):
-    """Each call's model name and which of the three test models were loaded while it ran."""
-    names = {id(small_model.model): "S", id(medium_model.model): "B", id(large_model.model): "L"}
+def residency():
+    """Each call's model name and which of the models tagged in this test were loaded while it ran."""
+    names = {}  # models other tests left loaded (ComfyUI frees none on the CPU) are not this run's
     log = []
 
     def tag(model, name):
+        names[id(model.model)] = name
         m = model.clone()
 
         def record(apply_model, args):
@@ -76,3 +77,19 @@ def test_the_sampler_and_the_guider_offload_too(small_model, large_model, run_no
              sigmas=run_node("BasicScheduler", model=large_model, scheduler="normal", steps=4, denoise=1.0)[0],
              latent_image=latent())
     assert log == [("S", "S")] * 2 + [("L", "L")] * 2
+
+
+@pytest.mark.parametrize("switch_by", ["steps", "timestep"])
+def test_offloading_routes_shifted_models_as_without_it(switch_by, small_model, large_model, run_node, ksample, tag,
+                                                        calls):
+    # Wan 2.2 as users run it: ModelSamplingSD3 on both experts, a timestep switch, one model loaded at a time
+    small, large = (run_node("ModelSamplingSD3", model=m, shift=3.0)[0] for m in (small_model, large_model))
+    results = {}
+    for offload in (False, True):
+        calls.clear()
+        model = run_node("TStitchModelPair", small_model=tag(small, "S"), large_model=tag(large, "L"),
+                         small_fraction=0.5, switch_by=switch_by, offload_idle_model=offload)[0]
+        results[offload] = (ksample(model, "euler", "simple"), calls.names())
+    assert results[True][1] == results[False][1]
+    assert results[False][1].startswith("S") and results[False][1].endswith("L")
+    assert torch.equal(results[True][0], results[False][0])

@@ -68,3 +68,64 @@ def test_stitch_ksampler_checks_its_inputs_the_same_way(small_model, sdxl_model,
         run_node("TStitchKSampler", small_model=small_model, large_model=sdxl_model, small_fraction=0.4,
                  switch_by="steps", seed=0, steps=10, cfg=5.0, sampler_name="euler", scheduler="normal",
                  positive=positive, negative=negative, latent_image=latent())
+
+
+@pytest.mark.parametrize("inner_rule, outer_rule", [("timestep", "steps"), ("steps", "timestep")])
+def test_mixed_rule_nests_that_starve_the_middle_model_are_refused_before_the_first_call(
+        inner_rule, outer_rule, small_model, medium_model, large_model, stitch, ksample, tag, calls):
+    inner = stitch(tag(small_model, "S"), tag(medium_model, "B"), 0.6, inner_rule)
+    nested = stitch(inner, tag(large_model, "L"), 0.2, outer_rule)
+    with pytest.raises(ValueError) as error:
+        ksample(nested)
+    assert calls == []
+    message = str(error.value)
+    assert "T-Stitch" in message and "0.6" in message and "0.2" in message
+    assert "steps 1-6 of 10" in message and f"switch_by {inner_rule}" in message
+
+
+def test_a_mixed_rule_nest_in_order_runs_all_three_models(small_model, medium_model, large_model, stitch, ksample,
+                                                         tag, calls):
+    inner = stitch(tag(small_model, "S"), tag(medium_model, "B"), 0.2, "timestep")
+    ksample(stitch(inner, tag(large_model, "L"), 0.6, "steps"))
+    names = calls.names()
+    assert names.startswith("S") and "B" in names and names.endswith("LLLL") and len(names) == 10, names
+
+
+@pytest.mark.latest_host_only  # DualModelGuider is newer than the version floor
+def test_a_stitched_model_where_its_guider_cannot_route_it_is_refused(small_model, large_model, stitch, run_node,
+                                                                     conds, latent, tag, calls):
+    positive, negative = conds
+    pair = stitch(tag(small_model, "S"), tag(large_model, "L"), 0.4)
+    for model, model_negative in ((large_model, pair), (pair, pair)):
+        guider = run_node("DualModelGuider", model=model, model_negative=model_negative, positive=positive,
+                          negative=negative, cfg=5.0)[0]
+        with pytest.raises(ValueError, match="T-Stitch") as error:
+            run_node("SamplerCustomAdvanced", noise=run_node("RandomNoise", noise_seed=0)[0], guider=guider,
+                     sampler=run_node("KSamplerSelect", sampler_name="euler")[0],
+                     sigmas=run_node("BasicScheduler", model=large_model, scheduler="normal", steps=4,
+                                     denoise=1.0)[0], latent_image=latent())
+        assert calls == [], model_negative
+        assert "model_negative" in str(error.value)
+
+
+@pytest.mark.latest_host_only  # DualModelGuider is newer than the version floor
+def test_a_stitched_model_as_the_positive_model_of_a_dual_model_guider_routes(small_model, large_model, stitch,
+                                                                              run_node, conds, latent, tag, calls):
+    positive, negative = conds
+    guider = run_node("DualModelGuider", model=stitch(tag(small_model, "S"), tag(large_model, "L"), 0.5),
+                      model_negative=tag(large_model, "N"), positive=positive, negative=negative, cfg=5.0)[0]
+    run_node("SamplerCustomAdvanced", noise=run_node("RandomNoise", noise_seed=0)[0], guider=guider,
+             sampler=run_node("KSamplerSelect", sampler_name="euler")[0],
+             sigmas=run_node("BasicScheduler", model=large_model, scheduler="normal", steps=4, denoise=1.0)[0],
+             latent_image=latent())
+    # the positive pass is stitched; ComfyUI runs model_negative's pass with the same step's model options
+    assert calls.names() == "SS" "SS" "LL" "LL"
+
+
+def test_a_wan_text_to_video_model_with_an_image_to_video_model_names_both_widths(load_unet, stitch):
+    from tstitch_dev.models import TINY_WAN_I2V_LARGE, TINY_WAN_SMALL
+
+    with pytest.raises(ValueError) as error:
+        stitch(load_unet(TINY_WAN_SMALL), load_unet(TINY_WAN_I2V_LARGE))
+    message = str(error.value)
+    assert "takes 16 input channels" in message and "takes 36" in message

@@ -1,0 +1,356 @@
+"""One sampling pass of a stitched model: which model runs each call, and with what.
+
+A ``StitchRun`` starts when sampling starts (the stitched model's outer-sample wrapper) and ends
+with it. It answers, in one place:
+
+- which model runs a call: ``pick``, from the switch points computed once on the schedule being
+  sampled, read with the large model's own model sampling (its object patches, loaded or not);
+- with what: each earlier model is a ``StageRun`` that is prepared the way ComfyUI's CFGGuider
+  prepares the model it samples (hooks registered with its conditioning, its own outer-sample
+  and sampler-sample wrappers around the pass, its conditioning processed by its own model);
+  the large model's calls pass through untouched;
+- where it runs: ``activate`` loads the model about to run through ComfyUI's model management
+  (and, with offload, hands the others back first), and makes it the guider's inner model, so
+  anything the sampler reads between calls (model sampling, inpainting, the denoise mask
+  function) comes from a loaded model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+
+import comfy.hooks
+import comfy.k_diffusion.sampling
+import comfy.model_management
+import comfy.model_patcher
+import comfy.sampler_helpers
+import comfy.samplers
+from comfy.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrappers, merge_nested_dicts
+
+from ..tstitch_core import (compute_runtime_additions, count_covered_steps, count_stage_steps, describe_stage_steps,
+                            pick_stage, validate_stage_coverage)
+from ._progress import report_progress_text
+from ._schedule import switch_points, timestep_function
+
+TSTITCH_KEY = "tstitch"
+
+log = logging.getLogger(__name__)
+
+# the main model of every run in progress, by id: how a callback that only gets a patcher finds its run
+_RUNS: dict[int, "StitchRun"] = {}
+
+UNROUTABLE = (
+    "T-Stitch: a T-Stitch model was prepared for sampling by a guider that does not sample it as its own model "
+    "(for example as DualModelGuider's model_negative), where T-Stitch cannot route its calls: every call would "
+    "run the large model. Connect the T-Stitch model as the guider's model (or to KSampler, CFGGuider, "
+    "T-Stitch Guider), and give model_negative a plain model.")
+
+
+def model_label(index: int, count: int, patcher: comfy.model_patcher.ModelPatcher) -> str:
+    role = {0: "small model", count - 1: "large model"}.get(index, f"model {index + 1} of {count}")
+    return f"{role} ({type(patcher.model.model_config).__name__})"
+
+
+def run_of(model_options: dict) -> "StitchRun":
+    run = model_options.get("transformer_options", {}).get(TSTITCH_KEY)
+    if run is None:
+        raise RuntimeError("A T-Stitch model was called outside a sampling run: sample it through a ComfyUI sampler "
+                           "or guider (CFGGuider.sample), which prepares all its models.")
+    return run
+
+
+@contextlib.contextmanager
+def started_run(plan, guider, noise, latent_image, sampler, sigmas, *args, **kwargs):
+    """A run for ``guider``'s stitched model, registered while it lasts; everything it set up is undone after."""
+    run = StitchRun(plan, guider, sampler, sigmas)
+    _RUNS[id(run.main)] = run
+    try:
+        yield run
+    finally:
+        del _RUNS[id(run.main)]
+        run.finish()
+
+
+class StageRun:
+    """An earlier model of the pass, set up as CFGGuider.sample sets up the model it samples."""
+
+    def __init__(self, run: "StitchRun", index: int, stage):
+        self.run, self.index = run, index
+        self.patcher = stage.patcher
+        self.takes_control = stage.takes_control
+        guider = run.guider
+        inputs = guider.tstitch_stage_inputs(index) if hasattr(guider, "tstitch_stage_inputs") else None
+        self.fixed_cfg = inputs.cfg if inputs else None
+        own = inputs.conds if inputs else None
+        if own is None and self.patcher.load_device != run.main.load_device:
+            own = guider.original_conds  # conditioning lives on the device of the model that takes it
+        if own is not None:
+            conds = {kind: [c.copy() for c in entries] for kind, entries in own.items()}
+            comfy.samplers.preprocess_conds_hooks(conds)
+        else:
+            conds = guider.conds  # the guider's, hooks filtered; processed by the large model later
+        self.own_conds = conds if own is not None else None
+        self.processed_conds = None
+        self.saved_hook_mode = self.patcher.hook_mode
+        if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
+            self.patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
+        self.prepared_options = comfy.model_patcher.create_model_options_clone(self.patcher.model_options)
+        comfy.sampler_helpers.prepare_model_patcher(self.patcher, conds, self.prepared_options)
+        if own is not None:
+            comfy.samplers.filter_registered_hooks_on_conds(conds, self.prepared_options)
+        comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.load_device,
+                                            dtype=self.patcher.model_dtype())
+        # what this model's own wrappers see: a guider of this model alone
+        self.view = comfy.samplers.CFGGuider(self.patcher)
+        self.view.model_options = self.prepared_options
+        self.view.original_conds = own if own is not None else guider.original_conds
+        self.view.conds = conds
+        self.view.cfg = self.cfg
+        self.options = self.prepared_options  # after its outer-sample wrappers
+        self.run_options = None  # after its sampler-sample wrappers: what its calls start from
+        self._uncontrolled = (None, None)
+
+    @property
+    def cfg(self) -> float:
+        return self.run.guider.cfg if self.fixed_cfg is None else self.fixed_cfg
+
+    def own_cond_models(self) -> tuple[list, float]:
+        """ControlNets and other models in this model's own conditioning, which the large model did not load."""
+        if self.own_conds is None:
+            return [], 0
+        return comfy.sampler_helpers.get_additional_models(self.own_conds, self.patcher.model_dtype())
+
+    def process_own_conds(self) -> None:
+        # once its model is loaded, so conversions read its patched model sampling, as ComfyUI's inner_sample does
+        if self.own_conds is None or self.processed_conds is not None:
+            return
+        context = self.run.cond_context
+        device = self.patcher.load_device
+        latent = context["latent_image"]
+        self.processed_conds = comfy.samplers.process_conds(
+            self.patcher.model, context["noise"].to(device), self.own_conds, device,
+            latent.to(device) if latent is not None else None, context["denoise_mask"], context["seed"],
+            **context["extra"])
+
+    def conds_for_wrappers(self) -> dict:
+        return self.run.guider.conds if self.own_conds is None else self.own_conds
+
+    def conds(self) -> dict:
+        conds = self.run.guider.conds if self.own_conds is None else self.processed_conds
+        if self.takes_control or not _has_control(conds):
+            return conds
+        if self._uncontrolled[0] is not conds:
+            log.warning("T-Stitch: the %s has other blocks than the large model, so ControlNets and T2I adapters "
+                        "apply to the large model's steps only.", self.run.label(self.index))
+            stripped = {kind: [{k: v for k, v in c.items() if k != "control"} for c in entries]
+                        for kind, entries in conds.items()}
+            self._uncontrolled = (conds, stripped)
+        return self._uncontrolled[1]
+
+    def predict_noise(self, x, timestep, model_options: dict, seed):
+        """The guider's own predict_noise, with this model, its options, conditioning and CFG scale."""
+        # what the sampler set at run time (sample_sigmas, CFG++ hooks, edits in place) reaches every model
+        options = merge_nested_dicts(self.run_options,
+                                     compute_runtime_additions(model_options, self.run.sampler_options))
+        guider = self.run.guider
+        device = self.patcher.load_device
+        saved = guider.conds, guider.cfg
+        guider.conds, guider.cfg = self.conds(), self.cfg
+        try:
+            executor = WrapperExecutor.new_class_executor(
+                guider.predict_noise, guider, get_all_wrappers(WrappersMP.PREDICT_NOISE, options, is_model_options=True))
+            out = executor.execute(x.to(device), timestep.to(device), options, seed)
+        finally:
+            guider.conds, guider.cfg = saved
+        return out.to(x.device)
+
+    def finish(self) -> None:
+        comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.offload_device)
+        self.patcher.hook_mode = self.saved_hook_mode
+        self.patcher.restore_hook_patches()
+        if self.processed_conds is not None:
+            comfy.sampler_helpers.cleanup_models(self.processed_conds, [])
+        if self.run.plan.offload_idle:  # ComfyUI cleans up the additional models it loaded, not these
+            self.patcher.cleanup()
+
+
+class StitchRun:
+    """Per-sampling state of a stitched model: see the module docstring."""
+
+    def __init__(self, plan, guider: comfy.samplers.CFGGuider, sampler, sigmas: torch.Tensor):
+        if getattr(sampler, "sampler_function", None) is getattr(comfy.k_diffusion.sampling, "sample_ar_video", 0):
+            raise ValueError("T-Stitch can't run the ar_video sampler: it keeps the large model's attention caches "
+                             "from call to call, which another model can't use. Pick another sampler, or sample "
+                             "one model alone.")
+        self.plan, self.guider = plan, guider
+        self.main = guider.model_patcher
+        # the large model's object patches, whether model management has it loaded or not
+        model_sampling = self.main.get_model_object("model_sampling")
+        self.timestep_of = timestep_function(model_sampling)
+        schedule = sigmas.tolist()
+        self.points = switch_points(plan, model_sampling, schedule)
+        covered = count_covered_steps(self.points, schedule, self.timestep_of)
+        validate_stage_coverage([stage.rule for stage in plan.stages], covered, len(schedule) - 1)
+        self.patchers = [stage.patcher for stage in plan.stages] + [self.main]
+        self.step_ranges = describe_stage_steps(count_stage_steps(self.points, schedule, self.timestep_of))
+        log.info("T-Stitch: %s", "; ".join(f"{self.label(i)} {r}" for i, r in enumerate(self.step_ranges)))
+        self.stages: list[StageRun] = []
+        self.active = None  # index of the model that the guider's inner model is now
+        self.pre_ran = False
+        self.sampler_options = None  # the sampler's model options as it started, to tell its additions apart
+        self.cond_context = None
+        self.mask_functions = None
+        self.noise_shape = None
+
+    @staticmethod
+    def of_main_model(patcher) -> "StitchRun":
+        run = _RUNS.get(id(patcher))
+        if run is None or run.main is not patcher:
+            raise ValueError(UNROUTABLE)
+        return run
+
+    def label(self, index: int) -> str:
+        return model_label(index, len(self.patchers), self.patchers[index])
+
+    def sample(self, executor, args, kwargs):
+        """The pass, inside each earlier model's own outer-sample wrappers (EasyCache, LazyCache, ...)."""
+        guider = self.guider
+        guider_options = guider.model_options
+        guider.model_options = comfy.model_patcher.create_model_options_clone(guider_options)
+        guider.model_options["transformer_options"][TSTITCH_KEY] = self
+        # ours innermost, so every sampler-sample wrapper of the large model runs before the snapshot we take
+        ours = guider.model_options["transformer_options"].get("wrappers", {}).get(WrappersMP.SAMPLER_SAMPLE, {})
+        if TSTITCH_KEY in ours:
+            ours[TSTITCH_KEY] = ours.pop(TSTITCH_KEY)
+        try:
+            for index, stage in enumerate(self.plan.stages):
+                self.stages.append(StageRun(self, index, stage))
+            return self._nest_outer_sample(0, executor, args, kwargs)
+        finally:
+            guider.model_options = guider_options
+
+    def _nest_outer_sample(self, index: int, executor, args, kwargs):
+        if index == len(self.stages):
+            return executor(*args, **kwargs)
+        stage = self.stages[index]
+
+        def inner(*inner_args, **inner_kwargs):
+            stage.options = stage.view.model_options  # what its wrappers prepared (EasyCache's state, say)
+            return self._nest_outer_sample(index + 1, executor, inner_args, inner_kwargs)
+
+        wrappers = get_all_wrappers(WrappersMP.OUTER_SAMPLE, stage.view.model_options, is_model_options=True)
+        return WrapperExecutor.new_class_executor(inner, stage.view, wrappers).execute(*args, **kwargs)
+
+    def sample_with_stage_wrappers(self, executor, guider, sigmas, extra_args, callback, noise, latent_image=None,
+                                   denoise_mask=None, *args, **kwargs):
+        """The sampler, inside each earlier model's own sampler-sample wrappers."""
+        latent_shapes = getattr(guider.inner_model, "latent_shapes", None)  # ComfyUI 0.8+
+        self.cond_context = {"noise": noise, "latent_image": latent_image, "denoise_mask": denoise_mask,
+                             "seed": extra_args.get("seed"),
+                             "extra": {} if latent_shapes is None else {"latent_shapes": latent_shapes}}
+        self.noise_shape = noise.shape
+        for stage in self.stages:
+            if latent_shapes is not None:
+                stage.patcher.model.latent_shapes = latent_shapes
+        self._install_mask_router(extra_args["model_options"], denoise_mask)
+        self.sampler_options = comfy.model_patcher.create_model_options_clone(extra_args["model_options"])
+        return self._nest_sampler_sample(0, executor, (guider, sigmas, extra_args, callback, noise, latent_image,
+                                                      denoise_mask, *args), kwargs)
+
+    def _nest_sampler_sample(self, index: int, executor, args, kwargs):
+        if index == len(self.stages):
+            return executor(*args, **kwargs)
+        stage = self.stages[index]
+        guider, sigmas, extra_args, *rest = args
+        options = comfy.model_patcher.create_model_options_clone(stage.options)
+        options.setdefault("transformer_options", {})["sample_sigmas"] = sigmas
+        stage.run_options = options
+        wrappers = get_all_wrappers(WrappersMP.SAMPLER_SAMPLE, options, is_model_options=True)
+        if not wrappers:
+            return self._nest_sampler_sample(index + 1, executor, args, kwargs)
+
+        def inner(_view, inner_sigmas, stage_extra_args, *inner_rest, **inner_kwargs):
+            stage.run_options = stage_extra_args["model_options"]
+            return self._nest_sampler_sample(index + 1, executor, (guider, inner_sigmas, extra_args, *inner_rest),
+                                             inner_kwargs)
+
+        stage.view.inner_model, stage.view.conds = stage.patcher.model, stage.conds_for_wrappers()
+        return WrapperExecutor.new_class_executor(inner, executor.class_obj, wrappers).execute(
+            stage.view, sigmas, {**extra_args, "model_options": options}, *rest, **kwargs)
+
+    def _install_mask_router(self, model_options: dict, denoise_mask) -> None:
+        # KSamplerX0Inpaint calls the mask function before each call: it must be the function of that step's model
+        functions = [stage.options.get("denoise_mask_function") for stage in self.stages]
+        functions.append(model_options.get("denoise_mask_function"))
+        if denoise_mask is None or not any(functions):
+            return
+        self.mask_functions = functions
+        model_options["denoise_mask_function"] = self._route_mask
+
+    def _route_mask(self, sigma, denoise_mask, extra_options):
+        index = self.pick(sigma)
+        self.activate(index)
+        function = self.mask_functions[index]
+        return denoise_mask if function is None else function(sigma, denoise_mask, extra_options)
+
+    def pick(self, sigma: torch.Tensor) -> int:
+        return pick_stage(self.points, float(sigma.reshape(-1)[0]), self.timestep_of)
+
+    def predict_noise(self, executor, x, timestep, model_options: dict, seed):
+        index = self.pick(timestep)
+        self.activate(index)
+        if index == len(self.stages):
+            return executor(x, timestep, model_options, seed)
+        return self.stages[index].predict_noise(x, timestep, model_options, seed)
+
+    def activate(self, index: int) -> None:
+        """Make model ``index`` the running one: loaded through ComfyUI, the guider's inner model, shown."""
+        if index == self.active:
+            return
+        report_progress_text(f"T-Stitch: {self.label(index)}, {self.step_ranges[index]}")
+        patcher = self.patchers[index]
+        stage = self.stages[index] if index < len(self.stages) else None
+        cond_models, inference_memory = stage.own_cond_models() if stage else ([], 0)
+        if self.plan.offload_idle:
+            for other in self.patchers:
+                if other is not patcher:
+                    _release(other)
+            conds = stage.own_conds if stage and stage.own_conds is not None else self.guider.conds
+            main_cond_models, main_memory = comfy.sampler_helpers.get_additional_models(
+                self.guider.conds, patcher.model_dtype()) if stage is None else ([], 0)
+            memory = comfy.sampler_helpers.estimate_memory(patcher, self.noise_shape, conds)[0]
+            comfy.model_management.load_models_gpu(
+                [patcher, *patcher.get_nested_additional_models(), *cond_models, *main_cond_models],
+                memory_required=memory + inference_memory + main_memory)
+        elif cond_models:  # with the model about to run, so making room for them can't evict it
+            comfy.model_management.load_models_gpu([patcher, *cond_models], memory_required=inference_memory)
+        if stage:
+            stage.process_own_conds()
+        self.guider.inner_model = patcher.model
+        self.active = index
+
+    def pre_run(self) -> None:
+        # ComfyUI calls pre_run on the sampled model only; a second call means another guider prepared it too
+        if self.pre_ran:
+            raise ValueError(UNROUTABLE)
+        self.pre_ran = True
+        for stage in self.plan.stages:
+            stage.patcher.pre_run()
+
+    def finish(self) -> None:
+        for stage in self.stages:
+            stage.finish()
+
+
+def _has_control(conds: dict) -> bool:
+    return any("control" in c for entries in conds.values() for c in entries)
+
+
+def _release(patcher: comfy.model_patcher.ModelPatcher) -> None:
+    # model management unloads what keep_loaded leaves out: here the model and its clones alone
+    keep = [loaded for loaded in comfy.model_management.current_loaded_models
+            if loaded.model is None or not loaded.model.is_clone(patcher)]
+    comfy.model_management.free_memory(1e30, patcher.load_device, keep_loaded=keep)
