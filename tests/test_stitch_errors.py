@@ -129,3 +129,17 @@ def test_a_wan_text_to_video_model_with_an_image_to_video_model_names_both_width
         stitch(load_unet(TINY_WAN_SMALL), load_unet(TINY_WAN_I2V_LARGE))
     message = str(error.value)
     assert "takes 16 input channels" in message and "takes 36" in message
+
+
+@pytest.mark.latest_host_only  # the ar_video sampler is newer than the version floor
+def test_the_ar_video_sampler_is_refused_before_the_first_call(small_model, large_model, stitch, run_node, conds,
+                                                               latent, tag, calls):
+    positive, negative = conds
+    model = stitch(tag(small_model, "S"), tag(large_model, "L"), 0.4)
+    guider = run_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=5.0)[0]
+    with pytest.raises(ValueError, match="T-Stitch can't run the ar_video sampler"):
+        run_node("SamplerCustomAdvanced", noise=run_node("RandomNoise", noise_seed=0)[0], guider=guider,
+                 sampler=run_node("SamplerARVideo", num_frame_per_block=1)[0],
+                 sigmas=run_node("BasicScheduler", model=large_model, scheduler="normal", steps=4, denoise=1.0)[0],
+                 latent_image=latent())
+    assert calls == []
