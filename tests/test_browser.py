@@ -115,18 +115,30 @@ def test_a_typed_wan_boundary_reaches_the_server_exactly(page, server):
           if (node.type === 'KSampler' && widget.name === 'steps') widget.value = 3;
         }
       }
-      window.app.canvas.setDirty(true, true);
+      // the pair node alone at zoom 1 in an empty part of the canvas: nothing else (a node, an image, a text box)
+      // may sit where the click lands, whatever view the earlier tests left
+      const canvas = window.app.canvas;
+      const node = window.app.graph.nodes.find((n) => n.type === 'TStitchModelPair');
+      node.pos = [-5000, -5000];
+      canvas.ds.scale = 1;
+      canvas.ds.offset = [5200, 5200];
+      canvas.setDirty(true, true);
     }""")
-    page.wait_for_timeout(300)
+    page.wait_for_timeout(500)
     # the middle of the widget, on screen: a click there opens litegraph's value prompt
-    x, y = page.evaluate("""() => {
+    x, y, widget_y = page.evaluate("""() => {
       const node = window.app.graph.nodes.find((n) => n.type === 'TStitchModelPair');
       const widget = node.widgets.find((w) => w.name === 'small_fraction');
       const [cx, cy] = window.app.canvas.ds.convertOffsetToCanvas(
         [node.pos[0] + node.size[0] / 2, node.pos[1] + widget.y + (widget.computedHeight ?? 20) / 2]);
       const rect = window.app.canvas.canvas.getBoundingClientRect();
-      return [rect.left + cx / (window.devicePixelRatio || 1), rect.top + cy / (window.devicePixelRatio || 1)];
+      const ratio = window.devicePixelRatio || 1;
+      return [rect.left + cx / ratio, rect.top + cy / ratio, (widget.y + (widget.computedHeight ?? 20) / 2) / ratio];
     }""")
+    assert page.evaluate("([x, y]) => document.elementFromPoint(x, y) === window.app.canvas.canvas", [x, y])
+    # the first press after the node search closed only gives the canvas back: select the node by its title first
+    page.mouse.click(x, y - widget_y - 15)
+    page.wait_for_timeout(200)
     page.mouse.click(x, y)
     value_input = page.locator(".graphdialog input").first
     value_input.wait_for()

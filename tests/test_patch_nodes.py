@@ -8,7 +8,10 @@ wrappers (EasyCache, LazyCache) and the denoise mask function (Differential Diff
 import pytest
 import torch
 
-STEPS = 10
+from tstitch_dev.testing import crossed
+
+STEPS = 6
+SIZE = 32  # 4x4 latents, as in the matrix
 OFFLOAD = pytest.mark.parametrize("offload", [False, True], ids=["resident", "offload"])
 
 # node id -> inputs that make it act visibly on tiny random models in STEPS steps
@@ -25,10 +28,19 @@ PATCH_NODES = {
     "ModelSamplingDiscrete": dict(sampling="v_prediction", zsnr=False),
     "ModelComputeDtype": dict(dtype="bf16"),  # the stage's own compute dtype, cast on the CPU too
 }
+# bf16 convolutions are slow on a CPU: fewer steps still cast every call
+STEPS_OF = {"ModelComputeDtype": 3}
 # nodes that need what the small test model lacks (a middle block) act on the large model only
 LARGE_ONLY = {"PerturbedAttentionGuidance", "SelfAttentionGuidance"}
 # FreeU scales SD1.5's 640- and 1280-channel blocks, which the one-level models don't have
 NEEDS_DEEPER_MODELS = {"FreeU", "FreeU_V2"}
+
+
+@pytest.fixture(scope="module")
+def ksample(ksample, latent):
+    """conftest's KSampler run, on SIZE latents unless a test gives its own."""
+    return lambda model, latent_image=None, **settings: ksample(
+        model, latent_image=latent(size=SIZE) if latent_image is None else latent_image, **settings)
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +68,10 @@ def alone(ksample):
     """Each model alone, sampled once per (node or None, model)."""
     results = {}
 
-    def get(node_id, model):
-        key = (node_id, id(model.model))
+    def get(node_id, model, steps=STEPS):
+        key = (node_id, id(model.model), steps)
         if key not in results:
-            results[key] = ksample(model, steps=STEPS)
+            results[key] = ksample(model, steps=steps)
         return results[key]
 
     return get
@@ -69,35 +81,35 @@ def acts(node_id, name, patched_result, plain_result):
     assert not torch.equal(patched_result, plain_result), f"{node_id} changes nothing on the {name} model"
 
 
-@OFFLOAD
-@pytest.mark.parametrize("node_id", PATCH_NODES)
-def test_a_node_on_the_large_model_acts_on_its_steps_only(node_id, offload, models, patched, pair, alone, ksample):
+@pytest.mark.parametrize("node_id, put_on, residency", crossed(
+    node_id=list(PATCH_NODES), put_on=["large", "small", "output"], residency=["resident", "offload"],
+    where=lambda node_id, put_on, residency: not (put_on == "small" and node_id in LARGE_ONLY)))
+def test_a_node_acts_on_the_steps_of_the_model_it_was_put_on(node_id, put_on, residency, models, patched, pair,
+                                                             alone, ksample):
+    """f = 0 is the large model's run and f = 1 the small model's, each as that model alone would sample."""
     small_model, large_model = models(node_id)
-    large = patched(node_id, large_model)
-    acts(node_id, "large", alone(node_id, large), alone(None, large_model))
-    assert torch.equal(ksample(pair(small_model, large, 0.0, offload), steps=STEPS), alone(node_id, large))
-    assert torch.equal(ksample(pair(small_model, large, 1.0, offload), steps=STEPS), alone(None, small_model))
+    steps = STEPS_OF.get(node_id, STEPS)
+    offload = residency == "offload"
 
+    def stitched(small, large, fraction):
+        return ksample(pair(small, large, fraction, offload), steps=steps)
 
-@OFFLOAD
-@pytest.mark.parametrize("node_id", [n for n in PATCH_NODES if n not in LARGE_ONLY])
-def test_a_node_on_the_small_model_acts_on_its_steps_only(node_id, offload, models, patched, pair, alone, ksample):
-    small_model, large_model = models(node_id)
-    small = patched(node_id, small_model)
-    acts(node_id, "small", alone(node_id, small), alone(None, small_model))
-    assert torch.equal(ksample(pair(small, large_model, 1.0, offload), steps=STEPS), alone(node_id, small))
-    assert torch.equal(ksample(pair(small, large_model, 0.0, offload), steps=STEPS), alone(None, large_model))
+    if put_on == "large":
+        large = patched(node_id, large_model)
+        acts(node_id, "large", alone(node_id, large, steps), alone(None, large_model, steps))
+        assert torch.equal(stitched(small_model, large, 0.0), alone(node_id, large, steps))
+        assert torch.equal(stitched(small_model, large, 1.0), alone(None, small_model, steps))
+    elif put_on == "small":
+        small = patched(node_id, small_model)
+        acts(node_id, "small", alone(node_id, small, steps), alone(None, small_model, steps))
+        assert torch.equal(stitched(small, large_model, 1.0), alone(node_id, small, steps))
+        assert torch.equal(stitched(small, large_model, 0.0), alone(None, large_model, steps))
+    else:  # on the pair's output: the large model's steps only
+        def on_output(fraction):
+            return ksample(patched(node_id, pair(small_model, large_model, fraction, offload)), steps=steps)
 
-
-@OFFLOAD
-@pytest.mark.parametrize("node_id", PATCH_NODES)
-def test_a_node_on_the_pairs_output_acts_on_the_large_models_steps(node_id, offload, models, patched, pair, alone,
-                                                                   ksample):
-    small_model, large_model = models(node_id)
-    assert torch.equal(ksample(patched(node_id, pair(small_model, large_model, 0.0, offload)), steps=STEPS),
-                       alone(node_id, patched(node_id, large_model)))
-    assert torch.equal(ksample(patched(node_id, pair(small_model, large_model, 1.0, offload)), steps=STEPS),
-                       alone(None, small_model))
+        assert torch.equal(on_output(0.0), alone(node_id, patched(node_id, large_model), steps))
+        assert torch.equal(on_output(1.0), alone(None, small_model, steps))
 
 
 @pytest.mark.parametrize("node_id", ["EasyCache", "LazyCache"])
@@ -121,20 +133,21 @@ def test_each_models_cache_serves_its_own_steps_only(node_id, offload, small_mod
 
     small, large = patched(node_id, small_model), patched(node_id, large_model)
     positive, negative = conds
-    switch = STEPS // 2
+    steps = 10  # enough for either cache to skip some calls
+    switch = steps // 2
 
     def advanced(model, latent_image, add_noise, start, end, leftover):
-        return run_node("KSamplerAdvanced", model=model, add_noise=add_noise, noise_seed=0, steps=STEPS, cfg=CFG,
+        return run_node("KSamplerAdvanced", model=model, add_noise=add_noise, noise_seed=0, steps=steps, cfg=CFG,
                         sampler_name="euler", scheduler="normal", positive=positive, negative=negative,
                         latent_image=latent_image, start_at_step=start, end_at_step=end,
                         return_with_leftover_noise=leftover)[0]
 
-    chained = advanced(large, advanced(small, latent(), "enable", 0, switch, "enable"), "disable", switch, 10000,
+    chained = advanced(large, advanced(small, latent(size=SIZE), "enable", 0, switch, "enable"), "disable", switch, 10000,
                        "disable")["samples"]
-    stitched = ksample(pair(small, large, 0.5, offload), steps=STEPS)
+    stitched = ksample(pair(small, large, 0.5, offload), steps=steps)
     # the chain's latent scaling round trip costs float32 rounding, nothing more
     torch.testing.assert_close(stitched, chained, rtol=1e-4, atol=1e-4 * chained.abs().max().item())
-    plain = ksample(pair(small_model, large_model, 0.5, offload), steps=STEPS)
+    plain = ksample(pair(small_model, large_model, 0.5, offload), steps=steps)
     assert not torch.allclose(stitched, plain, rtol=1e-3, atol=1e-3)
 
 
@@ -142,8 +155,8 @@ def test_each_models_cache_serves_its_own_steps_only(node_id, offload, small_mod
 def inpaint(comfy_host, run_node):
     """A latent image to inpaint with a soft mask, the case Differential Diffusion exists for."""
     generator = torch.Generator().manual_seed(11)
-    samples = torch.randn(1, 4, 8, 8, generator=generator)
-    mask = torch.linspace(0.0, 1.0, 64).reshape(1, 64, 1).expand(1, 64, 64).contiguous()
+    samples = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=generator)
+    mask = torch.linspace(0.0, 1.0, SIZE).reshape(1, SIZE, 1).expand(1, SIZE, SIZE).contiguous()
     return run_node("SetLatentNoiseMask", samples={"samples": samples}, mask=mask)[0]
 
 
