@@ -1,7 +1,8 @@
-"""The real ComfyUI frontend in headless Chromium (Debian's package), driven by Playwright."""
+"""The real ComfyUI frontend in headless Chromium, driven by Playwright."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from contextlib import contextmanager
 
@@ -10,21 +11,25 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 APP_READY = "() => window.app && window.app.extensionManager && window.app.graph"
 
 
-def chromium_path() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        raise RuntimeError("The browser tests need Debian's chromium package (apt-get install chromium); "
-                           "Playwright's own browser downloads are not used.")
-    return path
+def chromium_path(playwright) -> str:
+    """A Chromium on PATH (Debian's package), else one Playwright installed; the error says how to get one."""
+    for name in ("chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    if os.path.isfile(path := playwright.chromium.executable_path):
+        return path
+    raise RuntimeError("The browser tests need Chromium and found none: install it with your system's package "
+                       "manager (Debian/Ubuntu: sudo apt-get install chromium), or let Playwright fetch its own "
+                       "with ~/.cache/comfyui-tstitch/venv/bin/python -m playwright install chromium.")
 
 
 @contextmanager
 def launch_browser():
-    """Headless Debian Chromium under Playwright (one per thread: Playwright's sync API allows no second)."""
+    """Headless Chromium under Playwright (one per thread: Playwright's sync API allows no second)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium_path(playwright), args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

@@ -3,7 +3,8 @@
 Order: $COMFYUI_PATH; the ComfyUI whose custom_nodes/ holds this pack; ~/ComfyUI; a pinned
 clone under ~/.cache/comfyui-tstitch (needs internet); otherwise a loud failure.
 
-Run as ``python -m tstitch_dev.host`` to print the host's path (cloning it if needed).
+Run as ``python -m tstitch_dev.host`` to print the host's path (cloning it if needed), with ``--floor``
+the version floor's: ~/ComfyUI-<floor>, else a clone of that version under the cache, else a failure.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PINNED_REPO = "https://github.com/Comfy-Org/ComfyUI.git"
+PINNED_REPO = os.environ.get("TSTITCH_COMFYUI_REPO", "https://github.com/Comfy-Org/ComfyUI.git")  # or a mirror
 PINNED_VERSION = "0.33.0"
 PACK_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("TSTITCH_CACHE", Path.home() / ".cache" / "comfyui-tstitch"))
@@ -52,18 +53,42 @@ def find_comfyui(clone: bool = True) -> Path:
     if is_comfyui(pinned):
         return pinned
     if clone:
-        return clone_pinned(pinned)
+        try:
+            return clone_pinned(pinned)
+        except HostNotFound as error:
+            raise HostNotFound(f"{_not_found_message()}\n{error}") from error
     raise HostNotFound(_not_found_message())
 
 
-def clone_pinned(dest: Path) -> Path:
+def floor_version() -> str:
+    """The oldest ComfyUI the pack supports: pyproject's ``requires-comfyui = ">=X"``."""
+    match = re.search(r'^requires-comfyui\s*=\s*">=\s*([\d.]+)"', (PACK_ROOT / "pyproject.toml").read_text(), re.M)
+    if not match:
+        raise HostNotFound("pyproject.toml has no requires-comfyui = \">=X\" to take the version floor from.")
+    return match.group(1)
+
+
+def find_floor() -> Path:
+    """The version floor's checkout: ~/ComfyUI-<floor>, the cached clone, or a new clone of that tag."""
+    version = floor_version()
+    for path in (Path.home() / f"ComfyUI-{version}", CACHE_DIR / f"ComfyUI-{version}"):
+        if is_comfyui(path):
+            return path
+    try:
+        return clone_pinned(CACHE_DIR / f"ComfyUI-{version}", version)
+    except HostNotFound as error:
+        raise HostNotFound(f"No checkout of the version floor, ComfyUI {version}, at ~/ComfyUI-{version} or in "
+                           f"{CACHE_DIR}, and it could not be cloned: {error}") from error
+
+
+def clone_pinned(dest: Path, version: str = PINNED_VERSION) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    command = ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{PINNED_VERSION}", PINNED_REPO, str(dest)]
-    print(f"tstitch: no ComfyUI found; cloning ComfyUI {PINNED_VERSION} into {dest}", file=sys.stderr)
+    command = ["git", "clone", "--quiet", "--depth", "1", "--branch", f"v{version}", PINNED_REPO, str(dest)]
+    print(f"tstitch: cloning ComfyUI {version} into {dest}", file=sys.stderr)
     try:
         subprocess.run(command, check=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as error:
-        raise HostNotFound(f"{_not_found_message()}\nThe pinned clone failed: {error}") from error
+        raise HostNotFound(f"The clone of ComfyUI {version} from {PINNED_REPO} failed: {error}") from error
     if not is_comfyui(dest):
         raise HostNotFound(f"The clone at {dest} is not a ComfyUI checkout.")
     return dest
@@ -77,6 +102,6 @@ def _not_found_message() -> str:
 
 if __name__ == "__main__":
     try:
-        print(find_comfyui())
+        print(find_floor() if sys.argv[1:] == ["--floor"] else find_comfyui())
     except HostNotFound as error:
         sys.exit(f"tstitch: {error}")
