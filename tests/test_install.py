@@ -45,14 +45,17 @@ def test_registry_fields_comfy_cli_does_not_check_are_well_formed():
     assert comfy["requires-comfyui"].startswith(">=")
 
 
+
 @pytest.fixture(scope="module")
 def fresh_comfyui(tmp_path_factory, comfy_host):
-    """A copy of the host with an empty custom_nodes/, and ComfyUI-Manager set up to stay offline."""
+    """A copy of the host's code with an empty custom_nodes/, and ComfyUI-Manager set up to stay offline."""
     root = tmp_path_factory.mktemp("fresh") / "ComfyUI"
     user_state = {"custom_nodes", "user", "models", "output", "temp"}
 
-    def skip(folder, names):  # the host's own user state, at its top level only
-        return [n for n in names if n == "__pycache__" or (Path(folder) == comfy_host and n in user_state)]
+    def skip(folder, names):
+        """Not code the installer needs: git data, virtual environments, caches, the host's own user state."""
+        return [n for n in names if n in (".git", "__pycache__") or (Path(folder, n) / "pyvenv.cfg").is_file()
+                or (Path(folder) == comfy_host and n in user_state)]
 
     shutil.copytree(comfy_host, root, ignore=skip)
     (root / "custom_nodes").mkdir()
