@@ -4,13 +4,32 @@ from tstitch_dev import demo
 from tstitch_dev.models import TINY_SD15_LARGE, TINY_SD15_SMALL, ensure_checkpoint
 
 
-def test_demo_generates_both_images_and_reports_the_speedup(comfy_host, tmp_path, capsys):
+def test_demo_generates_both_images_and_reports_the_speedup(comfy_host, tmp_path, capsys, monkeypatch):
+    import folder_paths
+
     large, small = ensure_checkpoint(TINY_SD15_LARGE), ensure_checkpoint(TINY_SD15_SMALL)
+    # same-named files earlier in ComfyUI's model folders must not be what the demo loads
+    decoys = tmp_path / "decoys"
+    decoys.mkdir()
+    for path in (large, small):
+        (decoys / path.name).write_bytes(b"not a checkpoint")
+    for kind in ("checkpoints", "diffusion_models"):
+        paths, extensions = folder_paths.folder_names_and_paths[kind]
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, kind, ([str(decoys), *paths], extensions))
+
     out = tmp_path / "out"
     assert demo.main(["--large", str(large), "--small", str(small), "--steps", "4", "--size", "64", "--cpu",
-                      "--out", str(out)]) == 0
+                      "--repeats", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "T-Stitch (2 of 4 steps small)" in printed
-    assert "speedup" in printed and "large model alone" in printed
+    assert "2 interleaved runs of each" in printed
+    assert printed.count("over 2 runs") == 2 and "speedup (medians)" in printed and "large model alone" in printed
     names = sorted(p.name for p in out.iterdir())
     assert names == ["tstitch-demo-large-only_00001_.png", "tstitch-demo-stitched_00001_.png"]
+
+
+def test_interleaved_runs_take_turns_in_alternating_order():
+    calls = []
+    timed = demo.interleaved(3, {"a": lambda: calls.append("a") or "A", "b": lambda: calls.append("b") or "B"})
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert {name: (result, len(seconds)) for name, (result, seconds) in timed.items()} == {"a": ("A", 3), "b": ("B", 3)}

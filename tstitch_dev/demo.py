@@ -11,6 +11,7 @@ the text encoder and VAE come from the large checkpoint.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +32,8 @@ def parse_args(argv):
     parser.add_argument("--negative", default="blurry, low quality")
     parser.add_argument("--fraction", type=float, default=0.4, help="small_fraction (default 0.4)")
     add_sampling_options(parser)
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each; the fastest counts (default 1)")
+    parser.add_argument("--repeats", type=int, help="timed runs of each, interleaved; the medians count "
+                        "(default 3 on CPU, 5 on GPU)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="where the two images go")
     args = parser.parse_args(argv)
@@ -40,8 +42,8 @@ def parse_args(argv):
     return args
 
 
-def load_models(args, nodes, folder_paths):
-    """(large model, small model, clip, vae) through ComfyUI's checkpoint loader."""
+def load_models(args, folder_paths):
+    """(large model, small model, clip, vae), loaded from exactly these files by ComfyUI's checkpoint loaders."""
     from . import models
 
     if args.large is None:
@@ -54,31 +56,37 @@ def load_models(args, nodes, folder_paths):
     for path in (large_path, small_path):
         if not path.is_file():
             sys.exit(f"tstitch demo: no such file: {path}")
-        folder_paths.add_model_folder_path("checkpoints", str(path.parent))
-        folder_paths.add_model_folder_path("diffusion_models", str(path.parent))
-    large, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(large_path.name)[:3]
-    small = load_small(nodes, small_path.name)
-    return large, small, clip, vae
+    # by path, not by name through the model folders, where a same-named file in ComfyUI's models/ would win
+    import comfy.sd
+
+    large, clip, vae = comfy.sd.load_checkpoint_guess_config(
+        str(large_path), output_vae=True, output_clip=True,
+        embedding_directory=folder_paths.get_folder_paths("embeddings"))[:3]
+    return large, load_small(comfy.sd, small_path), clip, vae
 
 
-def load_small(nodes, name):
+def load_small(sd, path: Path):
     # a BK-SDM conversion may be a full checkpoint or the UNet alone
     try:
-        return nodes.CheckpointLoaderSimple().load_checkpoint(name)[0]
+        return sd.load_checkpoint_guess_config(str(path), output_vae=False, output_clip=False)[0]
     except RuntimeError:
-        return nodes.UNETLoader().load_unet(name, "default")[0]
+        return sd.load_diffusion_model(str(path))
 
 
-def fastest(repeats, function, *args):
-    """(result, seconds) of the fastest of ``repeats`` calls: the least disturbed by other work."""
-    best = None
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        result = function(*args)
-        seconds = time.perf_counter() - start
-        if best is None or seconds < best[1]:
-            best = (result, seconds)
-    return best
+def interleaved(repeats: int, runs: dict) -> dict:
+    """name -> (last result, seconds of each repeat): the runs take turns, in an order that alternates by
+    round, so a busy spell of a shared machine falls on both rather than on whichever ran second."""
+    results, seconds = {}, {name: [] for name in runs}
+    for round_index in range(repeats):
+        for name in (list(runs) if round_index % 2 == 0 else list(runs)[::-1]):
+            start = time.perf_counter()
+            results[name] = runs[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: (results[name], seconds[name]) for name in runs}
+
+
+def describe(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds):8.2f} s  ({min(seconds):.2f}-{max(seconds):.2f} over {len(seconds)} runs)"
 
 
 def main(argv=None) -> int:
@@ -92,10 +100,12 @@ def main(argv=None) -> int:
     import torch
 
     device = comfy.model_management.get_torch_device()
-    size = args.size or (256 if device.type == "cpu" else 512)
+    on_cpu = device.type == "cpu"
+    size = args.size or (256 if on_cpu else 512)
+    repeats = max(1, args.repeats or (3 if on_cpu else 5))
     print(f"T-Stitch demo on ComfyUI {comfyui_version(host)} ({host}), device {device}")
     with torch.inference_mode():
-        large, small, clip, vae = load_models(args, nodes, folder_paths)
+        large, small, clip, vae = load_models(args, folder_paths)
         positive = nodes.CLIPTextEncode().encode(clip, args.prompt)[0]
         negative = nodes.CLIPTextEncode().encode(clip, args.negative)[0]
         latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
@@ -103,31 +113,33 @@ def main(argv=None) -> int:
                       scheduler=args.scheduler, positive=positive, negative=negative, latent_image=latent)
         stitched_sampler = nodes.NODE_CLASS_MAPPINGS["TStitchKSampler"]
 
-        def sample_large(steps):
+        def sample_large(steps=args.steps):
             return nodes.KSampler().sample(large, **{**common, "steps": steps})[0]
 
-        def sample_stitched(steps):
+        def sample_stitched(steps=args.steps):
             return stitched_sampler.execute(small, large, args.fraction, "steps", **{**common, "steps": steps}).result[0]
 
         print(f"Settings: {size}x{size}, {args.steps} steps, {args.sampler}/{args.scheduler}, cfg {args.cfg}, "
-              f"small_fraction {args.fraction}")
+              f"small_fraction {args.fraction}, {repeats} interleaved runs of each")
         # one short run each first: loading and first-call costs stay out of the timings
         sample_large(1), sample_stitched(2)
-        large_latent, large_seconds = fastest(args.repeats, sample_large, args.steps)
-        stitched_latent, stitched_seconds = fastest(args.repeats, sample_stitched, args.steps)
+        timed = interleaved(repeats, {"large-only": sample_large, "stitched": sample_stitched})
 
         folder_paths.set_output_directory(str(args.out.resolve()))
         saved = []
-        for name, samples in (("large-only", large_latent), ("stitched", stitched_latent)):
+        for name, (samples, _) in timed.items():
             images = nodes.VAEDecode().decode(vae, samples)[0]
             result = nodes.SaveImage().save_images(images, filename_prefix=f"tstitch-demo-{name}")
             saved.append(args.out / result["ui"]["images"][0]["filename"])
 
+    large_seconds, stitched_seconds = timed["large-only"][1], timed["stitched"][1]
     small_steps = compute_switch_index(args.steps, args.fraction)
     stitched_label = f"T-Stitch ({small_steps} of {args.steps} steps small)"
-    print(f"\n{'large model alone':<34}{large_seconds:8.2f} s")
-    print(f"{stitched_label:<34}{stitched_seconds:8.2f} s")
-    print(f"{'speedup':<34}{large_seconds / stitched_seconds:8.2f}x")
+    ratios = [large / stitched for large, stitched in zip(large_seconds, stitched_seconds)]
+    print(f"\n{'large model alone':<34}{describe(large_seconds)}")
+    print(f"{stitched_label:<34}{describe(stitched_seconds)}")
+    print(f"{'speedup (medians)':<34}{statistics.median(large_seconds) / statistics.median(stitched_seconds):8.2f}x"
+          f"  (each round: {min(ratios):.2f}-{max(ratios):.2f}x)")
     print("Images: " + ", ".join(str(p) for p in saved))
     return 0
 
