@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 
-def add_sampling_options(parser: argparse.ArgumentParser) -> None:
-    """KSampler's settings, with the defaults both commands time at."""
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--size", type=int, help="image side in pixels (default 256 on CPU, 512 on GPU)")
+def add_sampling_options(parser: argparse.ArgumentParser, steps: int | None = 10,
+                         defaults: str = "10 steps; 256 pixels on CPU, 512 on GPU") -> None:
+    """KSampler's settings; ``steps`` None leaves the step count to the command, which ``defaults`` describes."""
+    parser.add_argument("--steps", type=int, default=steps, help=f"sampling steps (default: {defaults})")
+    parser.add_argument("--size", type=int, help=f"image side in pixels (default: {defaults})")
     parser.add_argument("--sampler", default="euler")
     parser.add_argument("--scheduler", default="normal")
     parser.add_argument("--cfg", type=float, default=7.0)
