@@ -9,7 +9,8 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ._patching import get_plan
-from .stitch import CATEGORY, offload_idle_input, pair_inputs, stitch
+from ._schema import TWO_MODEL_ALIASES, schema
+from .stitch import offload_idle_input, pair_inputs, stitch
 
 
 class StageInputs(NamedTuple):
@@ -37,10 +38,10 @@ class StitchedGuider(comfy.samplers.CFGGuider):
 class TStitchGuider(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="TStitchGuider",
             display_name="T-Stitch Guider",
-            category=CATEGORY,
+            search_aliases=[*TWO_MODEL_ALIASES, "cfg guider", "dual prompt"],
             description=(
                 "A guider for SamplerCustomAdvanced: T-Stitch with its own prompts and CFG scale for each model, "
                 "in one sampler pass. Use it to guide the small model less, or when the two models need "

@@ -10,7 +10,7 @@ from ._drawing import draw_schedule, to_image_tensor
 from ._patching import get_plan
 from ._run import model_label
 from ._schedule import stage_of_each_step
-from .stitch import CATEGORY
+from ._schema import schema
 
 
 def stitched_model_of(model, guider):
@@ -28,10 +28,10 @@ def stitched_model_of(model, guider):
 class TStitchSchedulePreview(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="TStitchSchedulePreview",
             display_name="T-Stitch Schedule Preview",
-            category=CATEGORY,
+            search_aliases=["t-stitch", "schedule plot", "sigma plot", "switch preview", "refiner", "MoE"],
             description=(
                 "Plots the sigma schedule a sampler would run, each step coloured by the model that runs it, "
                 "with each model's share of the steps: see the switch before sampling."),

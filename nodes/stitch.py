@@ -9,8 +9,7 @@ from comfy_api.latest import io
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SwitchRule, validate_rule
 from ._model_facts import blocks_line_up, check_stitchable
 from ._patching import stitch_models
-
-CATEGORY = "sampling/T-Stitch"
+from ._schema import TWO_MODEL_ALIASES, schema
 
 
 def pair_inputs() -> list:
@@ -70,10 +69,10 @@ def stitch(small_model, large_model, small_fraction: float, switch_by: str, offl
 class TStitchModelPair(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="TStitchModelPair",
             display_name="T-Stitch Model Pair",
-            category=CATEGORY,
+            search_aliases=TWO_MODEL_ALIASES,
             description=(
                 "Trajectory stitching (T-Stitch): the small model denoises the first part of the trajectory "
                 "and the large model the rest, in one sampler pass. Connect the output to KSampler or any "
@@ -90,10 +89,10 @@ class TStitchModelPair(io.ComfyNode):
 class TStitchKSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="TStitchKSampler",
             display_name="T-Stitch KSampler",
-            category=CATEGORY,
+            search_aliases=[*TWO_MODEL_ALIASES, "ksampler"],
             description=(
                 "KSampler with two models: the small model runs the first small_fraction of the trajectory "
                 "and the large model the rest (T-Stitch). Same result as T-Stitch Model Pair into KSampler."),

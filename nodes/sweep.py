@@ -14,16 +14,17 @@ from comfy_api.latest import io, ui
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, parse_fractions
 from ._drawing import draw_grid, to_image_tensor
 from ._progress import report_progress_text
-from .stitch import CATEGORY, ksampler_inputs, stitch
+from ._schema import schema
+from .stitch import ksampler_inputs, stitch
 
 
 class TStitchFractionSweep(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return schema(
             node_id="TStitchFractionSweep",
             display_name="T-Stitch Fraction Sweep",
-            category=CATEGORY,
+            search_aliases=["t-stitch", "compare fractions", "xy plot", "grid", "refiner", "speed up"],
             description=(
                 "Samples the same seed and prompt once per small_fraction and returns the images and a grid "
                 "labelled with each fraction and its sampling time: pick your speed/quality trade-off. For video, "

@@ -4,10 +4,14 @@ Screenshots land in artifacts/browser/ as the proof of each check.
 """
 
 import json
+import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 
+from tstitch_dev.browser import wait_until_ready
+from tstitch_dev.comfy_env import PACK_NODE_IDS
 from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR
 from tstitch_dev.host import PACK_ROOT
 
@@ -180,3 +184,76 @@ def test_committed_example_is_what_the_frontend_exports_for_its_graph(example, f
     build_in_frontend(page, example)
     committed = json.loads((EXAMPLES_DIR / f"{example.name}.json").read_text())
     assert graph_only(export_from_frontend(page)) == graph_only(committed)
+
+
+@pytest.fixture(scope="module")
+def docs_page(browser, server):
+    """A page of its own for the node library, help panel and language checks."""
+    from tstitch_dev.browser import open_page
+
+    page = open_page(browser, server)
+    yield page
+    page.close()
+
+
+def help_page_opening(node_id, locale):
+    """The first sentence of a node's help page, as the frontend renders it (markdown emphasis dropped)."""
+    text = (PACK_ROOT / "web" / "docs" / node_id / f"{locale}.md").read_text(encoding="utf-8")
+    paragraph = re.sub(r"\*\*|`", "", text.split("\n\n")[1].replace("\n", " "))
+    return re.split(r"(?<=[.。：:])", paragraph)[0].strip()
+
+
+def show_help_of(page, node_id):
+    """Add the node, select it and open its help the way users do: the selection toolbox's Node Info button."""
+    page.evaluate("""(nodeId) => {
+      const graph = window.app.graph;
+      graph.clear();
+      const node = LiteGraph.createNode(nodeId);
+      node.pos = [300, 200];
+      graph.add(node);
+      window.app.canvas.selectNode(node);
+      window.app.canvas.setDirty(true, true);
+    }""", node_id)
+    page.wait_for_timeout(300)
+    if not page.locator(".node-help-content").is_visible():
+        page.get_by_test_id("info-button").click(timeout=60_000)  # "Node Info", in the page's language
+    return page.locator(".node-help-content").first
+
+
+@pytest.mark.parametrize("node_id", PACK_NODE_IDS)
+def test_node_info_shows_the_nodes_own_help_page_with_its_picture(node_id, docs_page):
+    content = show_help_of(docs_page, node_id)
+    expect(content).to_contain_text(help_page_opening(node_id, "en"), timeout=15_000)
+    image = content.locator("img").first
+    expect(image).to_have_attribute("src", re.compile(r"/extensions/comfyui-tstitch/docs/assets/switch_steps\.png$"))
+    docs_page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    screenshot(docs_page, f"help_{node_id}")
+
+
+def test_searching_for_refiner_offers_the_model_pair(docs_page):
+    page = docs_page
+    page.evaluate("() => window.app.graph.clear()")
+    page.mouse.dblclick(700, 500)
+    search = page.get_by_placeholder("Add a node...")
+    search.fill("refiner")
+    page.get_by_role("option", name="T-Stitch Model Pair").first.wait_for()
+    screenshot(page, "search_refiner")
+    search.press("Escape")
+
+
+def test_in_chinese_the_nodes_and_their_help_are_translated(docs_page, server):
+    page = docs_page
+    chinese = json.loads((PACK_ROOT / "locales" / "zh" / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
+    page.evaluate("async () => await window.app.extensionManager.setting.set('Comfy.Locale', 'zh')")
+    try:
+        page.reload()
+        wait_until_ready(page)
+        content = show_help_of(page, "TStitchModelPair")
+        title = page.evaluate("() => window.app.graph.nodes[0].title")
+        assert title == chinese["TStitchModelPair"]["display_name"]
+        expect(content).to_contain_text(help_page_opening("TStitchModelPair", "zh"), timeout=15_000)
+        slots = page.evaluate("() => window.app.graph.nodes[0].inputs.map((slot) => slot.localized_name ?? slot.label)")
+        assert chinese["TStitchModelPair"]["inputs"]["small_model"]["name"] in slots
+        screenshot(page, "help_zh")
+    finally:
+        page.evaluate("async () => await window.app.extensionManager.setting.set('Comfy.Locale', 'en')")

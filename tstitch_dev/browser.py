@@ -43,9 +43,14 @@ def open_page(browser, server, width: int = 1600, height: int = 1000):
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1")
                else route.abort())
     page.goto(server.url)
+    wait_until_ready(page)
+    return page
+
+
+def wait_until_ready(page) -> None:
+    """The app is up and no longer blocks input (after a load or a reload)."""
     page.wait_for_function(APP_READY, timeout=120_000)
     page.wait_for_selector(".p-blockui-mask", state="hidden", timeout=120_000)
-    return page
 
 
 @contextmanager

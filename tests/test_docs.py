@@ -1,0 +1,55 @@
+"""What the frontend shows beside the nodes: translations and help pages, checked against the nodes themselves."""
+
+import json
+import re
+
+import pytest
+
+from tstitch_dev.comfy_env import PACK_NODE_IDS
+from tstitch_dev.docs import HELP_LOCALES, LOCALES, english_locale
+from tstitch_dev.examples import EXAMPLES_DIR
+from tstitch_dev.host import PACK_ROOT
+
+HELP_DIR = PACK_ROOT / "web" / "docs"
+TRANSLATIONS = sorted(path.name for path in LOCALES.iterdir() if path.name != "en")
+
+
+def keys_of(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {key for name, value in tree.items() for key in keys_of(value, f"{prefix}{name}.")}
+    return {prefix.rstrip(".")}
+
+
+def test_the_english_locale_is_what_the_node_schemas_say(comfy_nodes):
+    written = json.loads((LOCALES / "en" / "main.json").read_text())
+    assert written == english_locale(comfy_nodes.NODE_CLASS_MAPPINGS), \
+        "locales/en/main.json is stale: run python -m tstitch_dev.docs"
+
+
+@pytest.mark.parametrize("language", TRANSLATIONS)
+def test_a_translation_has_every_string_of_english_and_translates_the_names(language):
+    english = json.loads((LOCALES / "en" / "main.json").read_text())
+    translated = json.loads((LOCALES / language / "main.json").read_text(encoding="utf-8"))
+    assert keys_of(translated) == keys_of(english)
+    for node_id, entry in translated["nodeDefs"].items():
+        assert entry["display_name"] != english["nodeDefs"][node_id]["display_name"]
+        strings = [entry["display_name"], entry["description"]] + [
+            text for part in ("inputs", "outputs") for item in entry[part].values() for text in item.values()]
+        assert all(isinstance(text, str) and text.strip() for text in strings), node_id
+
+
+@pytest.mark.parametrize("locale", HELP_LOCALES)
+@pytest.mark.parametrize("node_id", PACK_NODE_IDS)
+def test_each_node_has_a_help_page_naming_every_input_with_working_links(node_id, locale, comfy_nodes):
+    page = (HELP_DIR / node_id / f"{locale}.md").read_text(encoding="utf-8")
+    schema = comfy_nodes.NODE_CLASS_MAPPINGS[node_id].define_schema()
+    for item in schema.inputs:
+        assert f"{item.id}**" in page or f"（{item.id}）" in page, f"{node_id} {locale}: input {item.id} not described"
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", page)
+    assert images, "the switch rule in one picture"
+    for image in images:  # the frontend resolves them against /extensions/<pack>/docs/
+        assert (HELP_DIR / image).is_file(), image
+    templates = re.findall(r"\(/api/workflow_templates/comfyui-tstitch/([^)]+)\.json\)", page)
+    assert templates, "a link to the matching example workflow"
+    for name in templates:
+        assert (EXAMPLES_DIR / f"{name}.json").is_file(), name
