@@ -46,6 +46,55 @@ def test_registry_fields_comfy_cli_does_not_check_are_well_formed():
 
 
 
+def test_the_registry_icon_and_banner_are_the_packs_own_files():
+    from PIL import Image
+
+    project = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
+    raw = project["project"]["urls"]["Repository"].replace("https://github.com/", "https://raw.githubusercontent.com/")
+    for field, size in (("Icon", (400, 400)), ("Banner", (1280, 320))):
+        url = project["tool"]["comfy"][field]
+        assert url.startswith(f"{raw}/main/"), url  # the registry shows it from the repository
+        with Image.open(PACK_ROOT / url.removeprefix(f"{raw}/main/")) as image:
+            assert (image.format, image.size) == ("PNG", size)
+
+
+def test_the_registry_archive_leaves_out_tests_and_benchmarks(tmp_path):
+    import zipfile
+
+    clone = tmp_path / "comfyui-tstitch"
+    assert run(["git", "clone", "--quiet", str(PACK_ROOT), str(clone)], tmp_path)[0] == 0
+    code, output = run([str(BIN / "comfy"), "--skip-prompt", "node", "pack"], clone, {"DO_NOT_TRACK": "1"})
+    assert code == 0, output
+    names = zipfile.ZipFile(clone / "node.zip").namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert not tops & {"tests", "bench", "registry", ".ci", ".github"}, sorted(tops)
+    for needed in ("__init__.py", "pyproject.toml", "README.md", "LICENSE", "nodes/stitch.py",
+                   "tstitch_core/schedule.py", "web/docs/TStitchModelPair/en.md", "locales/zh/main.json",
+                   "example_workflows/sd15_bk-sdm-tiny_pair.json", "tools/bk_sdm_to_checkpoint.py"):
+        assert needed in names, needed
+
+
+def test_the_github_workflows_publish_on_a_version_change_and_run_the_readme_test_command():
+    import yaml
+
+    workflows = PACK_ROOT / ".github" / "workflows"
+    publish = yaml.safe_load((workflows / "publish.yml").read_text())
+    triggers = publish[True]  # YAML 1.1 reads the key `on` as true
+    assert triggers["push"] == {"branches": ["main"], "paths": ["pyproject.toml"]}
+    steps = publish["jobs"]["publish"]["steps"]
+    guard = next(step for step in steps if step.get("id") == "version")
+    assert "git diff HEAD^ HEAD -- pyproject.toml" in guard["run"] and "^[+-]version = " in guard["run"]
+    action = next(step for step in steps if step.get("uses", "").startswith("Comfy-Org/publish-node-action@"))
+    assert action["if"] == "steps.version.outputs.changed == 'true'"
+    assert action["with"]["personal_access_token"] == "${{ secrets.REGISTRY_ACCESS_TOKEN }}"
+
+    tests = yaml.safe_load((workflows / "tests.yml").read_text())
+    commands = [step.get("run", "") for step in tests["jobs"]["test"]["steps"]]
+    ci_run = (PACK_ROOT / ".ci" / "run").read_text()
+    assert "./tstitch test" in commands and "exec ./tstitch test" in ci_run  # what CI proves is what users run
+    assert any("playwright install" in command and "chromium" in command for command in commands)
+
+
 @pytest.fixture(scope="module")
 def fresh_comfyui(tmp_path_factory, comfy_host):
     """A copy of the host's code with an empty custom_nodes/, and ComfyUI-Manager set up to stay offline."""
