@@ -257,3 +257,30 @@ def test_in_chinese_the_nodes_and_their_help_are_translated(docs_page, server):
         screenshot(page, "help_zh")
     finally:
         page.evaluate("async () => await window.app.extensionManager.setting.set('Comfy.Locale', 'en')")
+
+
+def test_a_thumbnail_shows_its_own_result_and_nothing_of_the_graph_before(browser, server, tmp_path):
+    from tstitch_dev.browser import open_page
+    from tstitch_dev.examples import build_in_frontend, fit_graph, foreign_images, make_thumbnail, run_in_frontend
+
+    by_name = {example.name: example for example in EXAMPLES}
+    img2img, preview = by_name["sd15_img2img_pair"], by_name["sd15_schedule_preview"]
+    # the check catches what one page used for every thumbnail showed: img2img's input on the next graph
+    page = open_page(browser, server, width=1400, height=900)
+    try:
+        build_in_frontend(page, img2img)
+        page.wait_for_function("() => window.app.graph.nodes.some((n) => n.imgs?.length)")
+        build_in_frontend(page, preview)
+        fit_graph(page)
+        assert any(f.startswith("example.png on ") for f in foreign_images(page, run_in_frontend(page, server)))
+    finally:
+        page.close()
+    # made as examples.py makes them: on a page of its own, run, the preview's plot on show
+    make_thumbnail(browser, server, preview, tmp_path / "sd15_schedule_preview.jpg")
+    # the plot on the preview node: the thumbnail's lower half, below the nodes' widgets, has the plot's bars
+    from PIL import Image
+
+    with Image.open(tmp_path / "sd15_schedule_preview.jpg") as image:
+        colours = image.convert("RGB").resize((140, 90)).getcolors(140 * 90)
+    bars = sum(count for count, (r, g, b) in colours if r > 180 and 120 < g < 190 and b < 60)  # the large model's amber
+    assert bars > 50, "the schedule preview's thumbnail shows no plot"

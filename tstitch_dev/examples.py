@@ -2,8 +2,8 @@
 
 The JSON in example_workflows/ is what the ComfyUI frontend itself exports: ``python -m
 tstitch_dev.examples`` starts a server, builds each graph in the frontend through LiteGraph,
-exports it with the frontend's own Export command and screenshots it as the same-name .jpg
-thumbnail the template browser shows.
+exports it with the frontend's own Export command, runs it where its models can be built (so the
+thumbnail shows its own result) and screenshots it as the same-name .jpg the template browser shows.
 """
 
 from __future__ import annotations
@@ -340,8 +340,8 @@ def export_from_frontend(page) -> dict:
     return json.loads(page.evaluate(_EXPORT_JS))
 
 
-def screenshot_graph(page, path: Path) -> None:
-    """The graph alone, fitted to the view: the thumbnail the template browser shows."""
+def fit_graph(page) -> None:
+    """The graph alone, fitted to the view (nodes off screen are not drawn, nor their images loaded)."""
     page.evaluate("""async () => {
       const settings = window.app.extensionManager.setting;
       await settings.set('Comfy.Minimap.Visible', false);
@@ -349,7 +349,97 @@ def screenshot_graph(page, path: Path) -> None:
       window.app.extensionManager.command.execute('Comfy.Canvas.FitView');
     }""")
     page.wait_for_timeout(500)
+
+
+def screenshot_graph(page, path: Path) -> None:
+    """The thumbnail the template browser shows."""
+    fit_graph(page)
     page.screenshot(path=str(path), type="jpeg", quality=85)
+
+
+# every sampler's "steps" widget at most 2 while the graph runs, put back before the graph is shown: stand-in
+# weights make noise at any step count, and 20 steps of a 512x512 sweep take a quarter of an hour on a CPU
+# (the schedule preview samples nothing: it keeps its steps, so its plot is the committed one)
+_FEW_STEPS_JS = """(most) => window.app.graph.nodes.filter((node) => node.type !== 'TStitchSchedulePreview')
+  .flatMap((node) => (node.widgets ?? [])
+  .filter((w) => w.name === 'steps' && w.value > most).map((w) => { const was = w.value; w.value = most;
+    return () => { w.value = was; }; }))"""
+
+
+def run_in_frontend(page, server, timeout: float = 600, most_steps: int | None = 2) -> dict:
+    """Queue the page's graph as a user does (Run), with at most ``most_steps`` steps per sampler, and wait
+    for it; the widgets are put back after. Returns {node id: that node's outputs}."""
+    import time
+
+    before = set(server.get("/history"))
+    page.evaluate("""(most) => { window.__tstitchRestore = most === null ? [] : (""" + _FEW_STEPS_JS + """)(most); }""",
+                  most_steps)
+    try:
+        assert page.evaluate("async () => await window.app.queuePrompt(0, 1)") is not False
+    finally:
+        page.evaluate("() => { window.__tstitchRestore.forEach((restore) => restore()); window.app.graph.setDirtyCanvas(true, true); }")
+    deadline = time.monotonic() + timeout
+    while not (finished := set(server.get("/history")) - before):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the example did not finish")
+        time.sleep(0.5)
+    entry = server.wait(finished.pop())
+    if entry["status"]["status_str"] != "success":
+        raise RuntimeError(f"the example failed: {entry['status']}")
+    page.wait_for_function("""(ids) => ids.every((id) => {
+      const node = window.app.graph.getNodeById(Number(id));
+      return node?.imgs?.length && node.imgs.every((img) => img.complete && img.naturalWidth > 0);
+    })""", arg=[i for i, out in entry["outputs"].items() if out.get("images")], timeout=60_000)
+    # the progress line a sampler shows ("step 2 of 2") tells of the shortened run, not of the graph
+    page.evaluate("""() => { for (const node of window.app.graph.nodes) {
+      const index = (node.widgets ?? []).findIndex((w) => w.type === 'progressText');
+      if (index > -1) { node.widgets[index].onRemove?.(); node.widgets.splice(index, 1); }
+    } window.app.graph.setDirtyCanvas(true, true); }""")
+    return entry["outputs"]
+
+
+_SHOWN_IMAGES_JS = """() => window.app.graph.nodes.flatMap((node) => (node.imgs ?? []).map((img) => ({
+  id: String(node.id), type: node.type, src: img.src,
+  loads: node.type === 'LoadImage' ? node.widgets.find((w) => w.name === 'image')?.value : null})))"""
+
+
+def foreign_images(page, outputs: dict) -> list[str]:
+    """Images the page shows that its own graph neither loaded (LoadImage) nor made (``outputs`` of its run):
+    the frontend keeps shown images by node id, so another graph's can turn up on an unrelated node."""
+    from urllib.parse import parse_qs, urlparse
+
+    foreign = []
+    for shown in page.evaluate(_SHOWN_IMAGES_JS):
+        filename = parse_qs(urlparse(shown["src"]).query).get("filename", [""])[0]
+        own = {image["filename"] for image in outputs.get(shown["id"], {}).get("images", [])}
+        if filename not in own | {shown["loads"]}:
+            foreign.append(f"{filename or shown['src']} on {shown['type']} (node {shown['id']})")
+    return foreign
+
+
+def make_thumbnail(browser, server, example: Example, path: Path, run: bool = True) -> dict:
+    """Build ``example`` on a page of its own, export it, run it (when its models can be built) so the
+    thumbnail shows its own result, check that nothing foreign shows, and screenshot it. Returns the export."""
+    from .browser import open_page
+
+    page = open_page(browser, server, width=1400, height=900)
+    try:
+        page.evaluate("() => window.app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
+        build_in_frontend(page, example)
+        workflow = export_from_frontend(page)
+        fit_graph(page)
+        outputs = run_in_frontend(page, server) if run and example.name not in NOT_RUN_BY_TESTS else {}
+        # the thumbnail shows the committed graph (a node that showed outputs may save [] for "no widgets")
+        settings = lambda exported: [(n["id"], n["type"], n.get("widgets_values") or None) for n in exported["nodes"]]
+        if changed := [(now, was) for now, was in zip(settings(export_from_frontend(page)), settings(workflow))
+                       if now != was]:
+            raise RuntimeError(f"{example.name}: running it left its settings changed: {changed}")
+        if foreign := foreign_images(page, outputs):
+            raise RuntimeError(f"{example.name}'s thumbnail would show images of another graph: {foreign}")
+        screenshot_graph(page, path)
+    finally:
+        page.close()
+    return workflow
 
 
 def link_example_models(base: Path) -> None:
@@ -369,7 +459,7 @@ def link_example_models(base: Path) -> None:
 
 
 def main() -> int:
-    from .browser import open_frontend
+    from .browser import launch_browser
     from .comfy_env import use_host
     from .server import ComfyServer
 
@@ -377,13 +467,10 @@ def main() -> int:
     EXAMPLES_DIR.mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="tstitch-examples-"))
     link_example_models(base)
-    with ComfyServer(base) as server, open_frontend(server, width=1400, height=900) as page:
-        page.evaluate("() => window.app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
+    with ComfyServer(base) as server, launch_browser() as browser:
         for example in EXAMPLES:
-            build_in_frontend(page, example)
-            workflow = export_from_frontend(page)
+            workflow = make_thumbnail(browser, server, example, EXAMPLES_DIR / f"{example.name}.jpg")
             (EXAMPLES_DIR / f"{example.name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
-            screenshot_graph(page, EXAMPLES_DIR / f"{example.name}.jpg")
             print(f"wrote {example.name}.json and .jpg")
     return 0
 
