@@ -71,3 +71,38 @@ def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.
         grid.paste(Image.fromarray(tile), (x, y + caption))
         draw.text((x + 6, y + 4), text, fill=FOREGROUND, font=_font(16))
     return grid
+
+
+def draw_tradeoff(points: list[tuple[float, float, float]], title: str, width: int = 768,
+                  height: int = 432) -> Image.Image:
+    """Speedup (x) against SSIM to the large model alone (y), one labelled point per (fraction, speedup, ssim),
+    joined in fraction order: the speed/quality curve of one pair and prompt."""
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 64, width - 32, 44, height - 48
+    draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
+    speedups, ssims = [p[1] for p in points], [p[2] for p in points]
+    x_low, x_high = min(1.0, *speedups), max(1.0, *speedups)
+    y_low, y_high = min(0.0, *ssims), 1.0
+    x_span, y_span = max(x_high - x_low, 1e-6), max(y_high - y_low, 1e-6)
+
+    def at(speed, ssim):
+        return (left + (speed - x_low) / x_span * (right - left), bottom - (ssim - y_low) / y_span * (bottom - top))
+
+    for i in range(5):  # SSIM grid lines
+        value = y_low + y_span * i / 4
+        y = at(x_low, value)[1]
+        draw.line([left, y, right, y], fill=GRID)
+        draw.text((8, y - 8), f"{value:.2f}", fill=FOREGROUND, font=_font(13))
+    draw.text((left, bottom + 8), f"{x_low:.2f}x", fill=FOREGROUND, font=_font(13))
+    draw.text((right - 40, bottom + 8), f"{x_high:.2f}x", fill=FOREGROUND, font=_font(13))
+    draw.text(((left + right) / 2 - 120, bottom + 26), "speedup over the large model alone", fill=FOREGROUND,
+              font=_font(13))
+    ordered = sorted(points)
+    xy = [at(speed, ssim) for _, speed, ssim in ordered]
+    if len(xy) > 1:
+        draw.line(xy, fill=STAGE_COLORS[0], width=2)
+    for (fraction, _, _), (x, y) in zip(ordered, xy):
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=STAGE_COLORS[-1])
+        draw.text((x + 8, y - 18), f"{fraction:g}", fill=FOREGROUND, font=_font(13))
+    return image

@@ -11,8 +11,10 @@ from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR, NOT_RUN_BY_TESTS
 
 pytestmark = pytest.mark.latest_host_only
 CPU_SIZE, CPU_STEPS = 64, 4
-# images other than one sampled CPU_SIZE image: the sweep's grid (six fractions, captions), the preview's plot
-OUTPUT_SIZES = {"sd15_fraction_sweep": (6 * CPU_SIZE, CPU_SIZE + 26), "sd15_schedule_preview": (768, 432)}
+# images other than one sampled CPU_SIZE image: the sweep's grid (six fractions, captions) and its speed/quality
+# plot, the preview's plot
+OUTPUT_SIZES = {"sd15_fraction_sweep": {(6 * CPU_SIZE, CPU_SIZE + 26), (768, 432)},
+                "sd15_schedule_preview": {(768, 432)}}
 
 
 def load_example(name):
@@ -61,11 +63,12 @@ def test_example_workflow_runs_to_an_image(name, server):
     entry = server.run(api)
     assert_success(server, entry)
     images = server.output_images(entry)
-    assert images
+    sizes = set()
     for image in images:
         size, pixels = png_pixels(image)
-        assert size == OUTPUT_SIZES.get(name, (CPU_SIZE, CPU_SIZE)), image
+        sizes.add(size)
         assert len(set(pixels)) > 10, image  # an image, not a blank
+    assert sizes == OUTPUT_SIZES.get(name, {(CPU_SIZE, CPU_SIZE)}), images
 
 
 def test_only_the_wan_examples_go_unrun_for_want_of_their_text_encoder():

@@ -1,4 +1,7 @@
-"""TStitchFractionSweep: one seed and prompt over several fractions, timed, in a grid."""
+"""TStitchFractionSweep: one seed and prompt over several fractions, timed and measured against the large
+model alone, in a table, a grid and a trade-off plot."""
+
+import math
 
 import pytest
 import torch
@@ -18,18 +21,53 @@ def sweep(run_node, conds, latent, small_model, large_model, vae):
 
 def test_each_fraction_is_the_same_sampling_as_its_own_ksampler(sweep, small_model, large_model, stitch, ksample,
                                                                 vae, run_node):
-    images, grid, timings = sweep("0, 0.5 1")
+    images, grid, table, tradeoff = sweep("0, 0.5 1")
     for index, fraction in enumerate([0.0, 0.5, 1.0]):
         samples = ksample(stitch(small_model, large_model, fraction), steps=4)
         expected = run_node("VAEDecode", vae=vae, samples={"samples": samples})[0]
         assert torch.equal(images[index:index + 1], expected), fraction
-    assert [line.split(":")[0] for line in timings.splitlines()] == [
-        "small_fraction 0", "small_fraction 0.5", "small_fraction 1"]
-    assert all(float(line.split(": ")[1].rstrip(" s")) > 0 for line in timings.splitlines())
+    rows = parse_table(table)
+    assert [(row["fraction"], row["small steps"]) for row in rows] == [("0", "0/4"), ("0.5", "2/4"), ("1", "4/4")]
+    assert all(float(row["seconds"]) > 0 for row in rows)
+    assert tradeoff.shape == (1, 432, 768, 3)
+
+
+def parse_table(table: str) -> list[dict]:
+    header, *lines = table.splitlines()
+    names = [name.strip() for name in header.split("  ") if name.strip()]
+    return [dict(zip(names, line.split())) for line in lines]
+
+
+def test_each_result_is_measured_against_the_large_model_alone_sampled_even_when_not_listed(
+        sweep, small_model, large_model, stitch, ksample, vae, run_node):
+    import kornia.metrics
+
+    _, _, table, _ = sweep("0.5, 1")
+    rows = parse_table(table)
+    assert [row["fraction"] for row in rows] == ["0.5", "1"]
+    reference = ksample(stitch(small_model, large_model, 0.0), steps=4)
+    reference_image = run_node("VAEDecode", vae=vae, samples={"samples": reference})[0]
+    for row, fraction in zip(rows, (0.5, 1.0)):
+        samples = ksample(stitch(small_model, large_model, fraction), steps=4)
+        image = run_node("VAEDecode", vae=vae, samples={"samples": samples})[0]
+        mse = ((image.clamp(0, 1) - reference_image.clamp(0, 1)) ** 2).mean().item()
+        assert float(row["PSNR dB"]) == pytest.approx(10 * math.log10(1 / mse), abs=0.006)  # PSNR by its formula
+        ssim = kornia.metrics.ssim(image.movedim(-1, 1).clamp(0, 1), reference_image.movedim(-1, 1).clamp(0, 1),
+                                   window_size=11).mean().item()
+        assert float(row["SSIM"]) == pytest.approx(ssim, abs=6e-5)
+        assert float(row["latent rel. L2"]) == pytest.approx(
+            ((samples - reference).norm() / reference.norm()).item(), abs=6e-5)
+        assert float(row["SSIM"]) < 1 and float(row["latent rel. L2"]) > 0  # the models do differ
+
+
+def test_the_large_model_alone_measures_identical_to_itself(sweep):
+    row = parse_table(sweep("0, 1")[2])[0]
+    assert (row["fraction"], row["speedup"], row["PSNR dB"], row["SSIM"], row["latent rel. L2"]) == (
+        "0", "1.00x", "inf", "1.0000", "0.0000")
 
 
 def test_grid_has_a_labelled_column_per_fraction_and_a_row_per_image(sweep, latent):
-    images, grid, _ = sweep("0.2, 0.8", latent_image=latent(batch_size=2))
+    images, grid, _, _ = sweep("0.2, 0.8", latent_image=latent(batch_size=2))
     assert images.shape == (4, 64, 64, 3)
     assert grid.shape == (1, 2 * (64 + 26), 2 * 64, 3)
 
@@ -84,12 +122,16 @@ def test_a_video_sweep_returns_every_frame_and_grids_the_first_frame_of_each_fra
     generator = torch.Generator().manual_seed(5)
     positive, negative = ([[torch.randn(1, 16, 4096, generator=generator), {}]] for _ in range(2))
     video = run_node("EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1)[0]  # 5 frames
-    images, grid, _ = run_node("TStitchFractionSweep", small_model=high, large_model=low, vae=vae, fractions="0, 1",
+    images, grid, table, _ = run_node("TStitchFractionSweep", small_model=high, large_model=low, vae=vae, fractions="0, 1",
                                switch_by="timestep", seed=0, steps=2, cfg=5.0, sampler_name="euler",
                                scheduler="simple", positive=positive, negative=negative, latent_image=video,
                                denoise=1.0)
     assert images.shape == (2 * 5, 64, 64, 3)
     assert grid.shape[2] == 2 * 64
+    # the metrics are the mean over the frames: each frame's PSNR by its formula, averaged
+    mse = ((images[5:].clamp(0, 1) - images[:5].clamp(0, 1)) ** 2).mean(dim=(1, 2, 3))
+    assert float(parse_table(table)[1]["PSNR dB"]) == pytest.approx((10 * torch.log10(1 / mse)).mean().item(),
+                                                                      abs=0.006)
     top = grid.shape[1] - 64  # one row, under its caption
     for column, first_frame in enumerate((0, 5)):
         tile = grid[0, top:, column * 64:(column + 1) * 64]

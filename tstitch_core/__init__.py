@@ -1,6 +1,7 @@
 """T-Stitch logic with no ComfyUI imports: switch schedules, stage routing, validation."""
 
 from .options import compute_runtime_additions
+from .report import SweepRow, format_caption, format_sweep_table, speedup
 from .schedule import (ALWAYS, NEVER, SWITCH_BY_STEPS, SWITCH_BY_TIMESTEP, SWITCH_MODES, SwitchPoint, SwitchRule,
                        assign_steps, compute_switch_index, compute_switch_point, count_covered_steps,
                        count_stage_steps, describe_stage_steps, describe_step_prefix, pick_stage)
@@ -9,8 +10,8 @@ from .validation import (ModelFacts, check_blocks_line_up, describe_sigma_range_
                          validate_timestep_range)
 
 __all__ = [
-    "ALWAYS", "NEVER", "SWITCH_BY_STEPS", "SWITCH_BY_TIMESTEP", "SWITCH_MODES", "ModelFacts", "SwitchPoint",
-    "SwitchRule", "assign_steps", "check_blocks_line_up", "compute_runtime_additions", "compute_switch_index",
+    "ALWAYS", "NEVER", "SWITCH_BY_STEPS", "SWITCH_BY_TIMESTEP", "SWITCH_MODES", "ModelFacts", "SweepRow",
+    "SwitchPoint", "SwitchRule", "format_caption", "format_sweep_table", "speedup", "assign_steps", "check_blocks_line_up", "compute_runtime_additions", "compute_switch_index",
     "compute_switch_point", "count_covered_steps", "count_stage_steps", "describe_sigma_range_mismatch",
     "describe_stage_steps", "describe_step_prefix", "parse_fractions", "pick_stage", "validate_fraction",
     "validate_pair", "validate_rule", "validate_stage_coverage", "validate_stage_order", "validate_timestep_range",
