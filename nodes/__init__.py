@@ -4,10 +4,12 @@ from comfy_api.latest import ComfyExtension, io
 
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
+from .probe import TStitchAgreementProbe
 from .stitch import TStitchKSampler, TStitchModelPair
 from .sweep import TStitchFractionSweep
 
 
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep]
+        return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
+                TStitchAgreementProbe]

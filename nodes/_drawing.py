@@ -106,3 +106,42 @@ def draw_tradeoff(points: list[tuple[float, float, float]], title: str, width: i
         draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=STAGE_COLORS[-1])
         draw.text((x + 8, y - 18), f"{fraction:g}", fill=FOREGROUND, font=_font(13))
     return image
+
+
+def draw_agreement(agreements, small_steps: int, min_agreement: float, title: str, width: int = 768,
+                   height: int = 432) -> Image.Image:
+    """One bar per step, as tall as the cosine agreement of the two models' predictions there, coloured by the
+    model the suggested split gives it, with the threshold as a line."""
+    image = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    left, right, top = 64, width - 24, 44
+    bottom = height - 28 - 22 * 2
+    draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
+    low = min(0.0, min_agreement, *(a.cosine for a in agreements))
+    span = 1.0 - low
+
+    def y_of(value):
+        return bottom - (value - low) / span * (bottom - top)
+
+    for value in (low, (low + 1) / 2, 1.0):
+        draw.line([left, y_of(value), right, y_of(value)], fill=GRID)
+        draw.text((8, y_of(value) - 8), f"{value:.2f}", fill=FOREGROUND, font=_font(13))
+    bar = (right - left) / len(agreements)
+    for a in agreements:
+        x = left + a.step * bar
+        color = stage_color(0 if a.step < small_steps else 1, 2)
+        draw.rectangle([x + 1, min(y_of(a.cosine), bottom - 2), x + bar - 1, bottom], fill=color)
+    threshold = y_of(min_agreement)
+    for x in range(left, right, 12):  # dashed
+        draw.line([x, threshold, min(x + 6, right), threshold], fill=FOREGROUND, width=2)
+    draw.text((right - 150, threshold - 18), f"min_agreement {min_agreement:g}", fill=FOREGROUND, font=_font(13))
+    draw.text((left, bottom + 4), "step 1", fill=FOREGROUND, font=_font(13))
+    draw.text((right - 52, bottom + 4), f"step {len(agreements)}", fill=FOREGROUND, font=_font(13))
+    legend = [f"small model: steps 1-{small_steps} agree (suggested small_fraction {small_steps / len(agreements):.3f})"
+              if small_steps else "small model: no step agrees (suggested small_fraction 0)",
+              "large model: the rest"]
+    for index, text in enumerate(legend):
+        y = bottom + 26 + 22 * index
+        draw.rectangle([left, y + 2, left + 14, y + 16], fill=stage_color(index, 2))
+        draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
+    return image

@@ -12,9 +12,9 @@ from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR, NOT_RUN_BY_TESTS
 pytestmark = pytest.mark.latest_host_only
 CPU_SIZE, CPU_STEPS = 64, 4
 # images other than one sampled CPU_SIZE image: the sweep's grid (six fractions, captions) and its speed/quality
-# plot, the preview's plot
+# plot, the preview's plot, the probe's plot beside the image
 OUTPUT_SIZES = {"sd15_fraction_sweep": {(6 * CPU_SIZE, CPU_SIZE + 26), (768, 432)},
-                "sd15_schedule_preview": {(768, 432)}}
+                "sd15_schedule_preview": {(768, 432)}, "sd15_probe_then_pair": {(CPU_SIZE, CPU_SIZE), (768, 432)}}
 
 
 def load_example(name):
@@ -35,7 +35,8 @@ def shrink_for_cpu(api, steps=CPU_STEPS):
         inputs = node["inputs"]
         if node["class_type"] in ("EmptyLatentImage", "ImageScale"):
             inputs["width"] = inputs["height"] = CPU_SIZE
-        if node["class_type"] in ("KSampler", "TStitchKSampler", "TStitchFractionSweep", "BasicScheduler"):
+        if node["class_type"] in ("KSampler", "TStitchKSampler", "TStitchFractionSweep", "TStitchAgreementProbe",
+                                  "BasicScheduler"):
             inputs["steps"] = steps
     return api
 

@@ -1,5 +1,7 @@
 """T-Stitch logic with no ComfyUI imports: switch schedules, stage routing, validation."""
 
+from .agreement import (StepAgreement, describe_suggestion, format_agreement_table, leading_agreeing_steps,
+                        suggested_fraction, timestep_fraction_range)
 from .options import compute_runtime_additions
 from .report import SweepRow, format_caption, format_sweep_table, speedup
 from .schedule import (ALWAYS, NEVER, SWITCH_BY_STEPS, SWITCH_BY_TIMESTEP, SWITCH_MODES, SwitchPoint, SwitchRule,
@@ -10,6 +12,8 @@ from .validation import (ModelFacts, check_blocks_line_up, describe_sigma_range_
                          validate_timestep_range)
 
 __all__ = [
+    "StepAgreement", "describe_suggestion", "format_agreement_table", "leading_agreeing_steps",
+    "suggested_fraction", "timestep_fraction_range",
     "ALWAYS", "NEVER", "SWITCH_BY_STEPS", "SWITCH_BY_TIMESTEP", "SWITCH_MODES", "ModelFacts", "SweepRow",
     "SwitchPoint", "SwitchRule", "format_caption", "format_sweep_table", "speedup", "assign_steps", "check_blocks_line_up", "compute_runtime_additions", "compute_switch_index",
     "compute_switch_point", "count_covered_steps", "count_stage_steps", "describe_sigma_range_mismatch",

@@ -60,6 +60,38 @@ def schedule_picture(nodes, size: int = 768):
     return image.resize((size, round(size * image.height / image.width)), Image.LANCZOS)
 
 
+def probe_picture(nodes, diverge_after: int = 8, steps: int = 20):
+    """PIL image of T-Stitch Agreement Probe's plot for a pair whose answer is known: the test-sized large model
+    and a copy of it made to diverge (noise added to its output) from step ``diverge_after + 1`` on."""
+    import comfy.samplers
+    import comfy.sd
+    import torch
+    from PIL import Image
+
+    from .models import TINY_SD15_LARGE, ensure_checkpoint
+
+    path = str(ensure_checkpoint(TINY_SD15_LARGE))
+    large, clip = comfy.sd.load_checkpoint_guess_config(path, output_vae=False, output_clip=True)[:2]
+    copy = comfy.sd.load_checkpoint_guess_config(path, output_vae=False, output_clip=False)[0]
+    sigmas = comfy.samplers.KSampler(large, steps, "cpu", scheduler="karras").sigmas.tolist()
+    below = (sigmas[diverge_after - 1] + sigmas[diverge_after]) / 2
+    generator = torch.Generator().manual_seed(0)
+
+    def diverging(apply_model, args):
+        out = apply_model(args["input"], args["timestep"], **args["c"])
+        sigma = float(args["timestep"].reshape(-1)[0])
+        # noise on the predicted noise, scaled so that the denoised prediction moves about as much at every sigma
+        return out + torch.randn(out.shape, generator=generator).to(out) / sigma if sigma < below else out
+
+    copy.set_model_unet_function_wrapper(diverging)
+    with torch.inference_mode():
+        positive, negative = (nodes.CLIPTextEncode().encode(clip, text)[0] for text in ("a lighthouse", ""))
+        latent = nodes.EmptyLatentImage().generate(64, 64, 1)[0]
+        plot = nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"].execute(
+            copy, large, 0, steps, 7.0, "dpmpp_2m", "karras", positive, negative, latent, 1.0, 0.9).result[0]
+    return Image.fromarray((plot[0].numpy() * 255).round().astype("uint8"))
+
+
 def registry_art(picture):
     """(icon, banner) for the Comfy Registry, cut from the schedule picture: no stock art."""
     from PIL import Image
@@ -85,7 +117,9 @@ def write_all(workdir: Path) -> list[Path]:
     picture = schedule_picture(nodes)
     written = [locale, HELP_ASSETS / "switch_steps.png", REGISTRY_ART / "icon.png", REGISTRY_ART / "banner.png"]
     picture.save(written[1], optimize=True)
-    for image, path in zip(registry_art(picture), written[2:]):
+    written.append(HELP_ASSETS / "agreement_probe.png")
+    probe_picture(nodes).save(written[-1], optimize=True)
+    for image, path in zip(registry_art(picture), written[2:4]):
         image.save(path, optimize=True)
     return written
 

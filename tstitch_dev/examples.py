@@ -217,6 +217,26 @@ EXAMPLES = [
         [("small", 0, "pair", "small_model"), ("large", 0, "pair", "large_model"), ("pair", 0, "preview", "model")],
     ),
     Example(
+        "sd15_probe_then_pair",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         Node("positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "Positive prompt"),
+         Node("negative", "CLIPTextEncode", MIDDLE, {"text": NEGATIVE}, "Negative prompt"), _empty_latent(512),
+         Node("probe", "TStitchAgreementProbe", SAMPLER, {
+             "seed": 0, "control_after_generate": "fixed", "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m",
+             "scheduler": "karras", "denoise": 1.0, "min_agreement": 0.9}, "Where do the two models agree?"),
+         Node("pair", "TStitchModelPair", SAMPLER, {"small_fraction": 0.4, "switch_by": "steps"},
+              "T-Stitch Model Pair: the suggested fraction"),
+         Node("sampler", "KSampler", DECODE, {
+             "seed": 0, "control_after_generate": "fixed", "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m",
+             "scheduler": "karras", "denoise": 1.0}),
+         Node("decode", "VAEDecode", SAVE), Node("save", "SaveImage", SAVE + 1, {"filename_prefix": "tstitch_probe"})],
+        [("small", 0, "probe", "small_model"), ("large", 0, "probe", "large_model"),
+         ("positive", 0, "probe", "positive"), ("negative", 0, "probe", "negative"),
+         ("latent", 0, "probe", "latent_image"), ("probe", 2, "pair", "small_fraction"), *_PAIR_LINKS,
+         ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
         "sd15_fraction_sweep",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
          _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
@@ -348,6 +368,7 @@ def fit_graph(page) -> None:
     page.evaluate("""async () => {
       const settings = window.app.extensionManager.setting;
       await settings.set('Comfy.Minimap.Visible', false);
+      await settings.set('LiteGraph.Canvas.MinFontSizeForLOD', 0);  // text and widgets even on a wide graph
       window.app.canvas.show_info = false;
       window.app.extensionManager.command.execute('Comfy.Canvas.FitView');
     }""")
@@ -389,8 +410,9 @@ def run_in_frontend(page, server, timeout: float = 600, most_steps: int | None =
     entry = server.wait(finished.pop())
     if entry["status"]["status_str"] != "success":
         raise RuntimeError(f"the example failed: {entry['status']}")
-    page.wait_for_function("""(ids) => ids.every((id) => {
-      const node = window.app.graph.getNodeById(Number(id));
+    # at least one of its outputs on show (a node with an image and a value output may not show its image)
+    page.wait_for_function("""(ids) => ids.some((id) => {
+      const node = window.app.graph.nodes.find((n) => String(n.id) === id);
       return node?.imgs?.length && node.imgs.every((img) => img.complete && img.naturalWidth > 0);
     })""", arg=[i for i, out in entry["outputs"].items() if out.get("images")], timeout=60_000)
     # the progress line a sampler shows ("step 2 of 2") tells of the shortened run, not of the graph
