@@ -49,13 +49,19 @@ def draw_schedule(sigmas: list[float], stage_of_step: list[int], legend: list[st
     for step, (sigma, stage) in enumerate(zip(starts, stage_of_step)):
         x0 = left + step * bar
         draw.rectangle([x0 + 1, y_of(sigma), x0 + bar - 1, bottom], fill=stage_color(stage, len(legend)))
+    _draw_steps_axis_and_legend(draw, left, right, bottom, len(starts), legend)
+    return image
+
+
+def _draw_steps_axis_and_legend(draw, left: float, right: float, bottom: float, steps: int,
+                                legend: list[str]) -> None:
+    """The first and last step under the bars, then one coloured line per model."""
     draw.text((left, bottom + 4), "step 1", fill=FOREGROUND, font=_font(13))
-    draw.text((right - 60, bottom + 4), f"step {len(starts)}", fill=FOREGROUND, font=_font(13))
+    draw.text((right - 60, bottom + 4), f"step {steps}", fill=FOREGROUND, font=_font(13))
     for index, text in enumerate(legend):
         y = bottom + 26 + 22 * index
         draw.rectangle([left, y + 2, left + 14, y + 16], fill=stage_color(index, len(legend)))
         draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
-    return image
 
 
 def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.Image:
@@ -135,13 +141,8 @@ def draw_agreement(agreements, small_steps: int, min_agreement: float, title: st
     for x in range(left, right, 12):  # dashed
         draw.line([x, threshold, min(x + 6, right), threshold], fill=FOREGROUND, width=2)
     draw.text((right - 150, threshold - 18), f"min_agreement {min_agreement:g}", fill=FOREGROUND, font=_font(13))
-    draw.text((left, bottom + 4), "step 1", fill=FOREGROUND, font=_font(13))
-    draw.text((right - 52, bottom + 4), f"step {len(agreements)}", fill=FOREGROUND, font=_font(13))
     legend = [f"small model: steps 1-{small_steps} agree (suggested small_fraction {small_steps / len(agreements):.3f})"
               if small_steps else "small model: no step agrees (suggested small_fraction 0)",
               "large model: the rest"]
-    for index, text in enumerate(legend):
-        y = bottom + 26 + 22 * index
-        draw.rectangle([left, y + 2, left + 14, y + 16], fill=stage_color(index, 2))
-        draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
+    _draw_steps_axis_and_legend(draw, left, right, bottom, len(agreements), legend)
     return image

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+import comfy.samplers
+
 from ..tstitch_core import assign_steps, compute_switch_point
 
 
@@ -12,11 +14,21 @@ def timestep_function(model_sampling):
     return lambda sigma: float(model_sampling.timestep(torch.tensor([sigma], dtype=torch.float32)).reshape(-1)[0])
 
 
+def timestep_max(model_sampling) -> float:
+    """T: the timestep at the largest sigma, which the timestep rule divides by."""
+    return timestep_function(model_sampling)(float(model_sampling.sigma_max))
+
+
 def switch_points(plan, model_sampling, sigmas: list[float]) -> list:
-    timestep_of = timestep_function(model_sampling)
-    timestep_max = timestep_of(float(model_sampling.sigma_max))
-    return [compute_switch_point(stage.rule, sigmas, timestep_max) for stage in plan.stages]
+    return [compute_switch_point(stage.rule, sigmas, timestep_max(model_sampling)) for stage in plan.stages]
 
 
 def stage_of_each_step(plan, model_sampling, sigmas: list[float]) -> list[int]:
     return assign_steps(switch_points(plan, model_sampling, sigmas), sigmas, timestep_function(model_sampling))
+
+
+def stages_on_schedule(stitched, plan, steps: int, scheduler: str, denoise: float) -> tuple[list[float], list[int]]:
+    """(sigmas, stage of each step) of the schedule KSampler would run with ``stitched``; the stitched model
+    itself, the last stage, is index len(plan.stages)."""
+    sigmas = comfy.samplers.KSampler(stitched, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas.tolist()
+    return sigmas, stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)

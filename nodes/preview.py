@@ -9,7 +9,7 @@ from ..tstitch_core import describe_stage_steps
 from ._drawing import draw_schedule, to_image_tensor
 from ._patching import get_plan
 from ._run import model_label
-from ._schedule import stage_of_each_step
+from ._schedule import stages_on_schedule
 from ._schema import schema
 
 
@@ -53,10 +53,9 @@ class TStitchSchedulePreview(io.ComfyNode):
     def execute(cls, steps, scheduler, denoise, model=None, guider=None) -> io.NodeOutput:
         stitched = stitched_model_of(model, guider)
         plan = get_plan(stitched)
-        sigmas = comfy.samplers.KSampler(stitched, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas.tolist()
+        sigmas, stages = stages_on_schedule(stitched, plan, steps, scheduler, denoise)
         if len(sigmas) < 2:
             raise ValueError(f"denoise {denoise} leaves no steps to preview.")
-        stages = stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)
         patchers = [stage.patcher for stage in plan.stages] + [stitched]
         counts = [stages.count(index) for index in range(len(patchers))]
         legend = [f"{model_label(i, len(patchers), p)}: {words} ({100 * n / len(stages):.0f}%)"

@@ -11,10 +11,10 @@ import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..tstitch_core import (SWITCH_BY_STEPS, StepAgreement, SwitchRule, format_agreement_table,
-                            leading_agreeing_steps, suggested_fraction, validate_rule)
+                            leading_agreeing_steps, suggested_fraction)
 from ._drawing import draw_agreement, to_image_tensor
 from ._model_facts import check_stitchable
-from ._schedule import timestep_function
+from ._schedule import timestep_function, timestep_max
 from ._schema import TWO_MODEL_ALIASES, schema
 from .stitch import ksampler_inputs
 
@@ -50,7 +50,7 @@ class TStitchAgreementProbe(io.ComfyNode):
     @classmethod
     def execute(cls, small_model, large_model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                 latent_image, denoise, min_agreement) -> io.NodeOutput:
-        check_stitchable(small_model, large_model, validate_rule(SwitchRule(1.0, SWITCH_BY_STEPS)))
+        check_stitchable(small_model, large_model, SwitchRule(1.0, SWITCH_BY_STEPS))  # the pair's own checks
         latent = comfy.sample.fix_empty_latent_channels(large_model, latent_image["samples"])
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
         sigmas = comfy.samplers.KSampler(large_model, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas
@@ -66,8 +66,8 @@ class TStitchAgreementProbe(io.ComfyNode):
                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         small_x0 = predict_at(small_model, [x for x, _ in visited], sigmas, cfg, positive, negative, latent, noise,
                               latent_image.get("noise_mask"), seed, lambda i: progress.update_absolute(len(visited) + i + 1))
-        timestep_of = timestep_function(large_model.get_model_object("model_sampling"))
-        t_max = timestep_of(float(large_model.get_model_object("model_sampling").sigma_max))
+        model_sampling = large_model.get_model_object("model_sampling")
+        timestep_of, t_max = timestep_function(model_sampling), timestep_max(model_sampling)
         agreements = [StepAgreement(i, float(sigmas[i]), timestep_of(float(sigmas[i])) / t_max,
                                     *compare(small, large)) for i, (small, (_, large)) in enumerate(zip(small_x0, visited))]
         small_steps = leading_agreeing_steps(agreements, min_agreement)

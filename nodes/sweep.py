@@ -8,7 +8,6 @@ import torch
 
 import comfy.model_management
 import comfy.sample
-import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
@@ -17,7 +16,7 @@ from ..tstitch_core import (SWITCH_BY_STEPS, SWITCH_MODES, SweepRow, format_capt
 from ._drawing import draw_grid, draw_tradeoff, to_image_tensor
 from ._fidelity import image_metrics, latent_rel_l2
 from ._patching import get_plan
-from ._schedule import stage_of_each_step
+from ._schedule import stages_on_schedule
 from ._progress import report_progress_text
 from ._schema import schema
 from .stitch import ksampler_inputs, stitch
@@ -111,7 +110,6 @@ class TStitchFractionSweep(io.ComfyNode):
 
 def small_steps_of(stitched, steps: int, scheduler: str, denoise: float) -> tuple[int, int]:
     """(steps not run by the large model, steps) of the schedule KSampler would run with ``stitched``."""
-    sigmas = comfy.samplers.KSampler(stitched, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas.tolist()
-    stages = stage_of_each_step(get_plan(stitched), stitched.get_model_object("model_sampling"), sigmas)
-    large = len(get_plan(stitched).stages)  # the stitched model itself is the last stage
-    return sum(stage != large for stage in stages), len(stages)
+    plan = get_plan(stitched)
+    _, stages = stages_on_schedule(stitched, plan, steps, scheduler, denoise)
+    return sum(stage != len(plan.stages) for stage in stages), len(stages)

@@ -100,6 +100,9 @@ def test_object_info_shows_names_categories_descriptions_and_tooltips(node_id_, 
     for name, (_, options) in info["input"]["required"].items():
         assert options.get("tooltip"), name
     assert all(info["output_tooltips"])
+    # the words the README says the node search finds the pair by (the browser test searches "refiner")
+    assert {"refiner", "two models", "switch model", "MoE", "high noise expert", "low noise expert", "Wan 2.2",
+            "speed up", "faster"} <= set(info["search_aliases"])
 
 
 def rejected(server, api):
