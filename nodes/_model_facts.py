@@ -8,6 +8,7 @@ import comfy.model_patcher
 
 from ..tstitch_core import (SWITCH_BY_TIMESTEP, ModelFacts, SwitchRule, check_blocks_line_up,
                            describe_sigma_range_mismatch, validate_pair, validate_timestep_range)
+from ._dit import is_dit
 from ._patching import get_plan
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def read_model_facts(model: comfy.model_patcher.ModelPatcher, role: str) -> Mode
         noise_scaling=noise_scaling,
         sigma_min=float(model_sampling.sigma_min),
         sigma_max=float(model_sampling.sigma_max),
+        conditioning="an ImageNet class (ImageNet Class node)" if is_dit(model) else "a text prompt",
     )
 
 

@@ -113,3 +113,11 @@ def test_stage_coverage_is_checked_on_the_schedule_for_mixed_rules():
     message = str(error.value)
     assert "small_fraction 0.6, switch_by timestep) covers steps 1-6 of 10" in message
     assert "small_fraction 0.2, switch_by steps) covers only steps 1-2 of 10" in message
+
+
+def test_a_class_conditioned_model_with_a_text_conditioned_one_names_both_conditionings():
+    # DiT and SD1.5 share SD's latents and eps sigmas: only what they are conditioned on tells them apart
+    dit = ModelFacts("small_model (DiTImageNet)", "SD15", 4, 4, "EPS", 0.01, 157.4, conditioning="an ImageNet class")
+    with pytest.raises(ValueError, match="small_model .* takes an ImageNet class, large_model .* takes a text prompt"):
+        validate_pair(dit, SD15_LARGE)
+    validate_pair(dit, facts(conditioning="an ImageNet class"))

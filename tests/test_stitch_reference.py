@@ -4,34 +4,13 @@ two models' CFG denoisers, and what two chained KSamplerAdvanced nodes can and c
 import pytest
 import torch
 
-from tstitch_dev.testing import CFG, STEPS
+from tstitch_dev.testing import CFG, STEPS, cfg_denoiser, euler
 
 SWITCH_STEP = 4  # round(0.4 * 10)
 
 # The reference evaluates cond and uncond in separate forward passes where ComfyUI batches them,
 # so results agree to float32 rounding, not bit for bit: 1e-4 relative to the output's scale.
 RTOL = 1e-4
-
-
-def cfg_denoiser(model, positive, negative):
-    """D(x, sigma) of one model with classifier-free guidance, straight from BaseModel.apply_model."""
-    base_model = model.model
-
-    def denoise(x, sigma):
-        s = sigma.expand(x.shape[0])
-        cond = base_model.apply_model(x, s, c_crossattn=positive.expand(x.shape[0], -1, -1))
-        uncond = base_model.apply_model(x, s, c_crossattn=negative.expand(x.shape[0], -1, -1))
-        return uncond + (cond - uncond) * CFG
-
-    return denoise
-
-
-def euler(denoisers, x, sigmas):
-    """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1 without churn)."""
-    for i in range(len(sigmas) - 1):
-        denoised = denoisers[i](x, sigmas[i])
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
-    return x
 
 
 def dpmpp_2m(denoisers, x, sigmas):
@@ -61,7 +40,7 @@ def reference(small_model, large_model, conds, latent):
 
     comfy.model_management.load_models_gpu([small_model, large_model])
     positive, negative = (c[0][0] for c in conds)
-    small, large = (cfg_denoiser(m, positive, negative) for m in (small_model, large_model))
+    small, large = (cfg_denoiser(m, positive, negative, CFG) for m in (small_model, large_model))
     sigmas = comfy.samplers.calculate_sigmas(large_model.get_model_object("model_sampling"), "normal", STEPS)
 
     def run(method, batch_size=1, switch_step=SWITCH_STEP):

@@ -30,6 +30,7 @@ class ModelFacts:
     noise_scaling: str
     sigma_min: float
     sigma_max: float
+    conditioning: str = "a text prompt"
 
     @property
     def noise_family(self) -> str:
@@ -75,6 +76,11 @@ def validate_pair(small: ModelFacts, large: ModelFacts) -> None:
             f"{small.latent_format} latents ({small.latent_channels} channels), {large.name} uses "
             f"{large.latent_format} latents ({large.latent_channels} channels). T-Stitch needs two models "
             "of the same family, such as SD1.5 with BK-SDM-Tiny or SDXL with SSD-1B.")
+    if small.conditioning != large.conditioning:
+        raise ValueError(
+            f"{small.name} and {large.name} take different conditioning: {small.name} takes {small.conditioning}, "
+            f"{large.name} takes {large.conditioning}. T-Stitch hands both models the same positive and negative, "
+            "so pair models of one kind, such as DiT-S with DiT-XL, or BK-SDM-Tiny with SD1.5.")
     if small.in_channels is not None and large.in_channels is not None and small.in_channels != large.in_channels:
         raise ValueError(
             f"{small.name} takes {small.in_channels} input channels and {large.name} takes "

@@ -12,7 +12,7 @@ from .host import PACK_ROOT, comfyui_version, find_comfyui
 
 PACK_DIR_NAME = "comfyui-tstitch"
 PACK_NODE_IDS = ("TStitchModelPair", "TStitchKSampler", "TStitchGuider", "TStitchSchedulePreview",
-                 "TStitchFractionSweep", "TStitchAgreementProbe")
+                 "TStitchFractionSweep", "TStitchAgreementProbe", "TStitchDiTLoader", "TStitchImageNetClass")
 
 
 class PackLoadError(RuntimeError):

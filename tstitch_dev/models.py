@@ -284,3 +284,92 @@ def ensure_lora(spec: UNetSpec, seed: int, rank: int = 4, folder: Path = MODEL_C
             lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], rank, generator=generator) * 0.1
             lora[f"{name}.alpha"] = torch.tensor(float(rank))
     return _save(lora, path)
+
+
+@dataclass(frozen=True)
+class DiTSpec:
+    """A class-conditional DiT in the original checkpoint layout (DiT-XL-2-256x256.pt's keys)."""
+
+    name: str
+    depth: int
+    width: int  # 384, 768, 1024 or 1152: the published widths, which fix the heads
+    patch_size: int = 2
+    grid_size: int = 16  # patches per side at the training resolution (256 px at /2: 16)
+    learned_sigma: bool = True
+    seed: int = 0
+    classes: int = 1000
+
+    def file_name(self, suffix: str = ".pt") -> str:
+        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, "dit-2", asdict(self)]).encode()).hexdigest()[:10]
+        return f"{self.name}-{digest}{suffix}"
+
+
+# miniatures at DiT-S's and DiT-XL's widths (two blocks), one at patch size 4; 8x8-patch grids
+TINY_DIT_S = DiTSpec("tiny-dit-s", depth=2, width=384, grid_size=8, seed=41)
+TINY_DIT_B = DiTSpec("tiny-dit-b", depth=2, width=768, grid_size=8, seed=42)
+TINY_DIT_XL = DiTSpec("tiny-dit-xl", depth=2, width=1152, grid_size=8, seed=43)
+TINY_DIT_S4 = DiTSpec("tiny-dit-s4", depth=2, width=384, patch_size=4, grid_size=4, seed=44)
+# the published sizes at 256x256 (DiT paper, table 1), for the benchmark
+DIT_S_2 = DiTSpec("dit-s-2", depth=12, width=384, seed=45)
+DIT_B_2 = DiTSpec("dit-b-2", depth=12, width=768, seed=46)
+DIT_XL_2 = DiTSpec("dit-xl-2", depth=28, width=1152, seed=47)
+
+
+def dit_tensor_shapes(spec: DiTSpec) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a DiT checkpoint in the original layout, by name."""
+    w, p = spec.width, spec.patch_size
+    out_channels = 8 if spec.learned_sigma else 4
+    shapes = {"x_embedder.proj.weight": (w, 4, p, p), "x_embedder.proj.bias": (w,),
+              "t_embedder.mlp.0.weight": (w, 256), "t_embedder.mlp.0.bias": (w,),
+              "t_embedder.mlp.2.weight": (w, w), "t_embedder.mlp.2.bias": (w,),
+              "y_embedder.embedding_table.weight": (spec.classes + 1, w), "pos_embed": (1, spec.grid_size ** 2, w),
+              "final_layer.linear.weight": (p * p * out_channels, w), "final_layer.linear.bias": (p * p * out_channels,),
+              "final_layer.adaLN_modulation.1.weight": (2 * w, w), "final_layer.adaLN_modulation.1.bias": (2 * w,)}
+    for i in range(spec.depth):
+        for name, rows, cols in (("attn.qkv", 3 * w, w), ("attn.proj", w, w), ("mlp.fc1", 4 * w, w),
+                                 ("mlp.fc2", w, 4 * w), ("adaLN_modulation.1", 6 * w, w)):
+            shapes[f"blocks.{i}.{name}.weight"] = (rows, cols)
+            shapes[f"blocks.{i}.{name}.bias"] = (rows,)
+    return shapes
+
+
+def build_dit_state_dict(spec: DiTSpec) -> dict:
+    """Seeded random weights for ``spec``; pos_embed holds the fixed sin-cos table, as in the published files."""
+    import torch
+    from tstitch_core.dit import sincos_positions
+
+    generator = torch.Generator().manual_seed(spec.seed)
+    state_dict = {}
+    for name, shape in dit_tensor_shapes(spec).items():
+        if name == "pos_embed":
+            state_dict[name] = sincos_positions(spec.width, spec.grid_size, spec.grid_size).float()[None]
+        elif len(shape) >= 2:  # fan-in scaled, so activations keep their size through the blocks
+            fan_in = 1
+            for size in shape[1:]:
+                fan_in *= size
+            state_dict[name] = torch.randn(shape, generator=generator) * fan_in ** -0.5
+        else:
+            state_dict[name] = torch.randn(shape, generator=generator) * 0.02
+    return state_dict
+
+
+def ensure_dit(spec: DiTSpec, folder: Path = MODEL_CACHE, suffix: str = ".pt") -> Path:
+    """Path of ``spec`` saved as ``.pt`` (torch.save of the state dict, as published) or ``.safetensors``, built once.
+
+    Weights are stored in fp16, the fixed pos_embed table in fp32: rounded to fp16 it would no longer be the
+    sin-cos table a reference computes."""
+    path = folder / spec.file_name(suffix)
+    if path.exists():
+        return path
+    import safetensors.torch
+    import torch
+
+    state_dict = {k: v if k == "pos_embed" else v.half() for k, v in build_dit_state_dict(spec).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    if suffix == ".safetensors":
+        safetensors.torch.save_file(state_dict, str(partial), metadata={"tstitch": "random weights, not a trained model"})
+    else:
+        torch.save(state_dict, partial)
+    partial.rename(path)
+    return path

@@ -4,6 +4,28 @@ STEPS = 10
 CFG = 5.0
 
 
+def cfg_denoiser(model, positive, negative, cfg):
+    """D(x, sigma) of one model with classifier-free guidance, straight from BaseModel.apply_model: a reference
+    that runs none of the pack's code (cond and uncond in separate passes, where ComfyUI batches them)."""
+    base_model = model.model
+
+    def denoise(x, sigma):
+        s = sigma.expand(x.shape[0])
+        cond = base_model.apply_model(x, s, c_crossattn=positive.expand(x.shape[0], -1, -1))
+        uncond = base_model.apply_model(x, s, c_crossattn=negative.expand(x.shape[0], -1, -1))
+        return uncond + (cond - uncond) * cfg
+
+    return denoise
+
+
+def euler(denoisers, x, sigmas):
+    """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 1 without churn)."""
+    for i in range(len(sigmas) - 1):
+        denoised = denoisers[i](x, sigmas[i])
+        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    return x
+
+
 class CallLog(list):
     """(name, sigma) of every diffusion-model call, in order, as recorded by tagged models."""
 

@@ -1,0 +1,80 @@
+"""The paper's own setting: DiT checkpoints (DiT-S/B/XL) and the ImageNet class conditioning they take."""
+
+from __future__ import annotations
+
+import folder_paths
+import torch
+from comfy_api.latest import io
+from torchvision.models import ResNet50_Weights
+
+from ..tstitch_core.dit import NULL_CLASS
+from ._dit import load_dit
+from ._schema import schema
+
+WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def imagenet_class_names() -> list[str]:
+    """ImageNet-1k's classes in index order, as torchvision (which ComfyUI installs) lists them."""
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def class_options() -> list[str]:
+    return [f"{index} {name}" for index, name in enumerate(imagenet_class_names())]
+
+
+def class_conditioning(index: int, rows: int = NULL_CLASS + 1) -> list:
+    """A CONDITIONING whose one row weighs one class: the DiT's class embedding reads it."""
+    weights = torch.zeros(1, 1, rows)
+    weights[0, 0, index] = 1.0
+    return [[weights, {}]]
+
+
+class TStitchDiTLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="TStitchDiTLoader",
+            display_name="Load DiT Checkpoint (T-Stitch)",
+            search_aliases=["dit", "DiT-XL", "DiT-S", "imagenet", "class conditional", "t-stitch", "loader"],
+            description=(
+                "Loads a class-conditional DiT in its original format (DiT-XL-2-256x256.pt, T-Stitch's dit_s_256.pt, "
+                "dit_b_256.pt, dit_xl_256.pt; .pt or .safetensors) from models/diffusion_models. Size, patch and "
+                "resolution are read from the weights. Pair a DiT-S with a DiT-XL in T-Stitch Model Pair."),
+            inputs=[
+                io.Combo.Input("dit_name", options=folder_paths.get_filename_list("diffusion_models"),
+                               tooltip="A DiT checkpoint in models/diffusion_models."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default", tooltip=(
+                    "default: what ComfyUI's model management picks for this device (fp16 on most GPUs).")),
+            ],
+            outputs=[io.Model.Output(tooltip="The DiT, on SD's VAE latents (4 channels, 1/8 size) with "
+                                             "the linear 1000-step beta schedule it was trained on.")],
+        )
+
+    @classmethod
+    def execute(cls, dit_name, weight_dtype="default") -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise("diffusion_models", dit_name)
+        return io.NodeOutput(load_dit(path, WEIGHT_DTYPES[weight_dtype]))
+
+
+class TStitchImageNetClass(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="TStitchImageNetClass",
+            display_name="ImageNet Class (T-Stitch)",
+            search_aliases=["imagenet", "class label", "dit", "class conditioning", "t-stitch"],
+            description=(
+                "The conditioning a class-conditional DiT takes: positive is the chosen ImageNet class, negative "
+                "the null class, so KSampler's cfg is DiT's classifier-free guidance (the DiT paper samples "
+                "with 1.5 for FID and 4.0 for pictures)."),
+            inputs=[io.Combo.Input("class_name", options=class_options(), default="207 golden retriever",
+                                   tooltip="An ImageNet-1k class, by index and name: type to search.")],
+            outputs=[io.Conditioning.Output(display_name="positive", tooltip="The class."),
+                     io.Conditioning.Output(display_name="negative", tooltip="The null class, for guidance.")],
+        )
+
+    @classmethod
+    def execute(cls, class_name) -> io.NodeOutput:
+        index = int(class_name.split(" ", 1)[0])
+        return io.NodeOutput(class_conditioning(index), class_conditioning(NULL_CLASS))

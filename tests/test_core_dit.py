@@ -1,0 +1,45 @@
+"""tstitch_core.dit: what a DiT checkpoint's tensor shapes say (pure, no host)."""
+
+import pytest
+import torch
+
+from tstitch_core.dit import read_dit_shape, sincos_positions, timestep_frequencies, unwrap_training_checkpoint
+from tstitch_dev.models import DIT_XL_2, TINY_DIT_S, DiTSpec, dit_tensor_shapes
+
+
+def test_every_published_size_is_read_off_its_shapes():
+    xl = read_dit_shape(dit_tensor_shapes(DIT_XL_2))
+    assert (xl.depth, xl.width, xl.heads, xl.patch_size, xl.grid_size, xl.learned_sigma) == (28, 1152, 16, 2, 16, True)
+    assert xl.name == "DiT-XL/2 at 256x256"
+    eps_only = read_dit_shape(dit_tensor_shapes(DiTSpec("eps", depth=2, width=768, learned_sigma=False)))
+    assert (eps_only.heads, eps_only.out_channels, eps_only.learned_sigma) == (12, 4, False)
+
+
+def test_a_missing_position_table_is_named():
+    shapes = dit_tensor_shapes(TINY_DIT_S)
+    del shapes["pos_embed"]
+    with pytest.raises(ValueError, match="1 tensors are missing, among them pos_embed"):
+        read_dit_shape(shapes, "x.pt")
+
+
+def test_positions_are_sines_then_cosines_of_the_column_then_the_row():
+    table = sincos_positions(8, 2, 3)  # 2 rows, 3 columns; 4 channels per axis, 2 frequencies: 1 and 1/100
+    row, col = 1, 2
+    patch = table[row * 3 + col]
+    expected = [torch.sin(torch.tensor(col / f)) for f in (1.0, 100.0)] + [torch.cos(torch.tensor(col / f)) for f in (1.0, 100.0)]
+    expected += [torch.sin(torch.tensor(row / f)) for f in (1.0, 100.0)] + [torch.cos(torch.tensor(row / f)) for f in (1.0, 100.0)]
+    torch.testing.assert_close(patch, torch.stack(expected).double(), rtol=0, atol=1e-7)
+
+
+def test_timestep_features_are_cosines_then_sines_down_to_one_ten_thousandth():
+    features = timestep_frequencies(torch.tensor([500.0]), channels=4)  # frequencies 1 and 10000^(-1/2)
+    expected = torch.tensor([[torch.cos(torch.tensor(500.0)), torch.cos(torch.tensor(5.0)),
+                              torch.sin(torch.tensor(500.0)), torch.sin(torch.tensor(5.0))]])
+    torch.testing.assert_close(features, expected, rtol=0, atol=1e-5)
+
+
+def test_training_checkpoints_give_their_ema_weights():
+    assert unwrap_training_checkpoint({"model": {"a": 1}, "ema": {"a": 2}, "args": None}) == {"a": 2}
+    assert unwrap_training_checkpoint({"model": {"a": 1}}) == {"a": 1}
+    plain = {"x_embedder.proj.weight": 0}
+    assert unwrap_training_checkpoint(plain) is plain

@@ -1,0 +1,132 @@
+"""DiT checkpoints (Peebles & Xie, the format T-Stitch's DiT-S/B/XL were published in): their shape, read
+off the weights, and the fixed 2-D sin-cos positions and timestep frequencies the network is built on."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+
+# Attention heads leave no trace in the weights, so the published widths fix them (the DiT paper, table 1).
+HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
+VARIANT_NAMES = {(12, 384): "DiT-S", (12, 768): "DiT-B", (24, 1024): "DiT-L", (28, 1152): "DiT-XL"}
+# ImageNet's 1000 classes and the learned "null" class classifier-free guidance uses as the negative
+NULL_CLASS = 1000
+TIMESTEP_FREQUENCIES = 256
+
+
+@dataclass(frozen=True)
+class DiTShape:
+    """What a DiT checkpoint's weights say about its network."""
+
+    depth: int
+    width: int
+    heads: int
+    patch_size: int
+    in_channels: int
+    out_channels: int
+    grid_size: int  # patches per side of the training resolution
+    class_rows: int  # rows of the class table: 1000 classes plus the null class
+
+    @property
+    def learned_sigma(self) -> bool:
+        """Twice the input channels out: the noise, then the variance DDPM sampling may use."""
+        return self.out_channels == 2 * self.in_channels
+
+    @property
+    def latent_size(self) -> int:
+        return self.grid_size * self.patch_size
+
+    @property
+    def name(self) -> str:
+        variant = VARIANT_NAMES.get((self.depth, self.width), f"DiT (width {self.width}, depth {self.depth})")
+        return f"{variant}/{self.patch_size} at {self.latent_size * 8}x{self.latent_size * 8}"
+
+    def unet_config(self) -> dict:
+        return {"depth": self.depth, "width": self.width, "heads": self.heads, "patch_size": self.patch_size,
+                "in_channels": self.in_channels, "out_channels": self.out_channels, "grid_size": self.grid_size,
+                "class_rows": self.class_rows}
+
+
+def unwrap_training_checkpoint(checkpoint: Mapping) -> Mapping:
+    """The weights to sample with: a training checkpoint keeps them under "ema" (DiT's own sample.py
+    prefers them), else under "model"; a plain state dict is returned as it is."""
+    for key in ("ema", "model"):
+        if isinstance(checkpoint.get(key), Mapping):
+            return checkpoint[key]
+    return checkpoint
+
+
+def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file") -> DiTShape:
+    """The network a DiT state dict holds, from its tensors' shapes; ``ValueError`` saying what was found
+    when it is not a complete DiT of a known width."""
+    patch_weight = shapes.get("x_embedder.proj.weight")
+    if patch_weight is None:
+        raise ValueError(f"{source} is not a DiT checkpoint: {_describe_foreign(shapes)}")
+    width, in_channels, patch_size = int(patch_weight[0]), int(patch_weight[1]), int(patch_weight[2])
+    if width not in HEADS_BY_WIDTH:
+        known = ", ".join(f"{w} ({n})" for (_, w), n in sorted(VARIANT_NAMES.items(), key=lambda i: i[0][1]))
+        raise ValueError(
+            f"{source} is a DiT of width {width}, which none of the published DiTs has: the number of attention "
+            f"heads is not stored in the weights, so it can only be known for the widths {known}.")
+    depth = len({key.split(".")[1] for key in shapes if key.startswith("blocks.")})
+    missing = [key for key in _expected_keys(depth) if key not in shapes]
+    if missing:
+        raise ValueError(f"{source} is an incomplete DiT (width {width}, {depth} blocks): {len(missing)} tensors "
+                         f"are missing, among them {', '.join(missing[:3])}. The file may be truncated: "
+                         "download it again.")
+    grid_size = math.isqrt(int(shapes["pos_embed"][1]))
+    if grid_size * grid_size != int(shapes["pos_embed"][1]):
+        raise ValueError(f"{source}: pos_embed holds {shapes['pos_embed'][1]} positions, not a square grid.")
+    out_channels = int(shapes["final_layer.linear.weight"][0]) // (patch_size * patch_size)
+    return DiTShape(depth=depth, width=width, heads=HEADS_BY_WIDTH[width], patch_size=patch_size,
+                    in_channels=in_channels, out_channels=out_channels, grid_size=grid_size,
+                    class_rows=int(shapes["y_embedder.embedding_table.weight"][0]))
+
+
+def _expected_keys(depth: int) -> list[str]:
+    keys = ["pos_embed", "x_embedder.proj.bias", "t_embedder.mlp.0.weight", "t_embedder.mlp.2.weight",
+            "y_embedder.embedding_table.weight", "final_layer.linear.weight", "final_layer.adaLN_modulation.1.weight"]
+    for i in range(depth):
+        keys += [f"blocks.{i}.{name}" for name in ("attn.qkv.weight", "attn.proj.weight", "mlp.fc1.weight",
+                                                    "mlp.fc2.weight", "adaLN_modulation.1.weight")]
+    return keys
+
+
+def _describe_foreign(shapes: Mapping) -> str:
+    keys = list(shapes)
+    if any(k.startswith(("model.diffusion_model.", "input_blocks.", "down_blocks.")) for k in keys):
+        return ("it holds a Stable Diffusion UNet. Load it with Load Checkpoint or Load Diffusion Model "
+                "instead, and pair it with a model of its own family.")
+    if any(k.startswith("transformer_blocks.") for k in keys) and "pos_embed.proj.weight" in shapes:
+        return ("it holds a DiT in diffusers' layout (transformer_blocks.*). This loader reads the original "
+                "format (x_embedder, blocks.*), in which DiT-S/B/XL and DiT-XL-2-256x256.pt were published.")
+    sample = ", ".join(keys[:3]) if keys else "no tensors at all"
+    return f"it has no x_embedder.proj.weight (found {len(keys)} tensors: {sample}...)."
+
+
+def sincos_positions(width: int, grid_height: int, grid_width: int) -> torch.Tensor:
+    """The fixed 2-D sin-cos position of every patch, row by row: ``(grid_height * grid_width, width)``.
+    Half the channels encode the row, half the column, each as sines then cosines (float64 for the
+    exactness the published tables have)."""
+    rows, cols = torch.meshgrid(torch.arange(grid_height, dtype=torch.float64),
+                                torch.arange(grid_width, dtype=torch.float64), indexing="ij")
+    # the published tables put the column coordinate first
+    return torch.cat([_sincos_1d(width // 2, cols.flatten()), _sincos_1d(width // 2, rows.flatten())], dim=1)
+
+
+def _sincos_1d(channels: int, positions: torch.Tensor) -> torch.Tensor:
+    omega = 1.0 / 10000 ** (torch.arange(channels // 2, dtype=torch.float64) / (channels / 2.0))
+    angles = positions[:, None] * omega[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def timestep_frequencies(timesteps: torch.Tensor, channels: int = TIMESTEP_FREQUENCIES) -> torch.Tensor:
+    """The sinusoidal timestep features DiT's time embedder reads: cosines then sines of t at ``channels / 2``
+    frequencies from 1 down to 1/10000 (divided by half the channels, as the checkpoints were trained)."""
+    half = channels // 2
+    frequencies = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    angles = timesteps[:, None].float() * frequencies[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
