@@ -1,7 +1,8 @@
 """T-Stitch logic with no ComfyUI imports: switch schedules, stage routing, validation."""
 
-from .agreement import (StepAgreement, describe_suggestion, format_agreement_table, leading_agreeing_steps,
-                        suggested_fraction, timestep_fraction_range)
+from .agreement import (StepAgreement, compute_stage_handovers, describe_stage_suggestions, describe_suggestion,
+                        describe_timestep_fractions, format_agreement_table, format_stages_agreement_table,
+                        leading_agreeing_steps, stage_names, suggested_fraction, timestep_fraction_range)
 from .options import compute_runtime_additions
 from .report import SweepRow, format_caption, format_sweep_table, speedup
 from .schedule import (ALWAYS, NEVER, SWITCH_BY_STEPS, SWITCH_BY_TIMESTEP, SWITCH_MODES, SwitchPoint, SwitchRule,
@@ -12,8 +13,9 @@ from .validation import (ModelFacts, check_blocks_line_up, describe_sigma_range_
                          validate_timestep_range)
 
 __all__ = [
-    "StepAgreement", "describe_suggestion", "format_agreement_table", "leading_agreeing_steps",
-    "suggested_fraction", "timestep_fraction_range",
+    "StepAgreement", "compute_stage_handovers", "describe_stage_suggestions", "describe_suggestion",
+    "describe_timestep_fractions", "format_agreement_table", "format_stages_agreement_table",
+    "leading_agreeing_steps", "stage_names", "suggested_fraction", "timestep_fraction_range",
     "ALWAYS", "NEVER", "SWITCH_BY_STEPS", "SWITCH_BY_TIMESTEP", "SWITCH_MODES", "ModelFacts", "SweepRow",
     "SwitchPoint", "SwitchRule", "format_caption", "format_sweep_table", "speedup", "assign_steps", "check_blocks_line_up", "compute_runtime_additions", "compute_switch_index",
     "compute_switch_point", "count_covered_steps", "count_stage_steps", "describe_sigma_range_mismatch",

@@ -1,10 +1,13 @@
 """Where a small model stops agreeing with the large one along the large model's own trajectory, and the
-largest small_fraction whose small steps all still agree."""
+largest small_fraction whose small steps all still agree; for nested pairs, the same for each model in turn."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
+
+from .schedule import describe_stage_steps
 
 
 @dataclass(frozen=True)
@@ -16,10 +19,10 @@ class StepAgreement:
     rel_l2: float  # |small - large| / |large|
 
 
-def leading_agreeing_steps(agreements: Sequence[StepAgreement], min_agreement: float) -> int:
-    """How many steps from the first keep cosine agreement at or above ``min_agreement``."""
+def leading_agreeing_steps(agreements: Sequence[StepAgreement], min_agreement: float, start: int = 0) -> int:
+    """How many steps from step ``start`` (0-based) on keep cosine agreement at or above ``min_agreement``."""
     count = 0
-    for agreement in agreements:
+    for agreement in agreements[start:]:
         if agreement.cosine < min_agreement:
             break
         count += 1
@@ -31,12 +34,44 @@ def suggested_fraction(agreements: Sequence[StepAgreement], min_agreement: float
     return leading_agreeing_steps(agreements, min_agreement) / len(agreements)
 
 
+def compute_stage_handovers(stages: Sequence[Sequence[StepAgreement]], min_agreement: float) -> list[int]:
+    """The step at which each model of a nested pair hands over to the next, smallest model first: each takes
+    every following step that keeps its own agreement with the large model, from where the one before stopped.
+
+    Args:
+        stages: each model's agreement at every step of one schedule, in trajectory order (the large model's
+            own not included). ``handovers[j] / N`` is the small_fraction of the pair whose small side ends
+            with model ``j``; the fractions never decrease, as nested pairs require.
+    """
+    handovers, start = [], 0
+    for agreements in stages:
+        start += leading_agreeing_steps(agreements, min_agreement, start)
+        handovers.append(start)
+    return handovers
+
+
 def timestep_fraction_range(agreements: Sequence[StepAgreement], small_steps: int) -> tuple[float, float]:
     """[low, high): the small_fraction values for switch_by timestep that give the small model exactly the first
     ``small_steps`` steps of this schedule (a call is the small model's when t/T >= 1 - small_fraction)."""
     low = 0.0 if small_steps == 0 else 1.0 - agreements[small_steps - 1].t_over_t_max
     high = 1.0 if small_steps == len(agreements) else 1.0 - agreements[small_steps].t_over_t_max
     return max(0.0, low), min(1.0, high)
+
+
+def describe_timestep_fractions(agreements: Sequence[StepAgreement], small_steps: int) -> str:
+    """The switch_by timestep small_fractions that give exactly the first ``small_steps`` steps, in values of
+    0.001 that can be typed as shown: the lowest rounded up, the highest the last one below the next step's."""
+    if small_steps == 0:
+        return "switch_by timestep: small_fraction 0"
+    low, high = timestep_fraction_range(agreements, small_steps)
+    for places in (3, 6):  # more places only when the range is narrower than 0.001
+        scale = 10 ** places
+        # a bound within float noise of a printed value is treated as that value, and that value left out
+        first = math.ceil(low * scale + 1e-6) / scale
+        last = 1.0 if small_steps == len(agreements) else (math.ceil(high * scale - 1e-6) - 1) / scale
+        if first <= last:
+            break
+    return f"switch_by timestep: small_fraction {first:.{places}f} to {last:.{places}f}"
 
 
 def describe_suggestion(agreements: Sequence[StepAgreement], min_agreement: float) -> str:
@@ -46,10 +81,9 @@ def describe_suggestion(agreements: Sequence[StepAgreement], min_agreement: floa
         return (f"The small model disagrees from the first step (cosine {agreements[0].cosine:.3f} < "
                 f"{min_agreement:g}): suggested small_fraction 0, the large model alone. Lower min_agreement, or "
                 f"pair models that share more (a distilled or pruned copy of the large model).")
-    low, high = timestep_fraction_range(agreements, small)
-    timestep = f"switch_by timestep: small_fraction {low:.3f} (up to {high:.3f})"
     return (f"The small model agrees (cosine >= {min_agreement:g}) for the first {small} of {steps} steps: "
-            f"suggested small_fraction {small / steps:.3f} (switch_by steps); on this schedule, {timestep}.")
+            f"suggested small_fraction {small / steps:.3f} (switch_by steps); on this schedule, "
+            f"{describe_timestep_fractions(agreements, small)}.")
 
 
 def format_agreement_table(agreements: Sequence[StepAgreement], min_agreement: float) -> str:
@@ -60,3 +94,41 @@ def format_agreement_table(agreements: Sequence[StepAgreement], min_agreement: f
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     table = "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
     return describe_suggestion(agreements, min_agreement) + "\n" + table
+
+
+def stage_names(count: int) -> list[str]:
+    """Short names for the table's columns: the models before the large one, smallest first."""
+    return ["small"] if count == 1 else ["small"] + [f"model{i + 1}" for i in range(1, count)]
+
+
+def describe_stage_suggestions(stages: Sequence[Sequence[StepAgreement]], labels: Sequence[str],
+                               min_agreement: float) -> list[str]:
+    handovers = compute_stage_handovers(stages, min_agreement)
+    steps = len(stages[0])
+    counts = [b - a for a, b in zip([0, *handovers], [*handovers, steps])]
+    lines = [f"{len(stages)} models before the large one, each asked at every step of the large model's trajectory; "
+             f"each takes the steps that keep its cosine >= {min_agreement:g}, the smallest model first:"]
+    for agreements, label, words, handover in zip(stages, labels, describe_stage_steps(counts), handovers):
+        alone = leading_agreeing_steps(agreements, min_agreement)
+        lines.append(f"- {label}: {words}; it hands over at small_fraction {handover / steps:.3f} (switch_by steps); "
+                     f"on this schedule, {describe_timestep_fractions(agreements, handover)}. Alone it agrees for "
+                     f"the first {alone} step{'' if alone == 1 else 's'}.")
+    return lines
+
+
+def format_stages_agreement_table(stages: Sequence[Sequence[StepAgreement]], labels: Sequence[str],
+                                  min_agreement: float) -> str:
+    """The suggestion for every model before the large one, then each step's figures with a column pair per model."""
+    if len(stages) == 1:
+        return format_agreement_table(stages[0], min_agreement)
+    handovers = compute_stage_handovers(stages, min_agreement)
+    names = stage_names(len(stages))
+    header = ("step", "sigma", "t/T", *(f"{kind} {name}" for name in names for kind in ("cosine", "rel.L2")), "model")
+    lines = [header]
+    for step, first in enumerate(stages[0]):
+        figures = [f"{value:.4f}" for agreements in stages for value in (agreements[step].cosine, agreements[step].rel_l2)]
+        model = next((name for name, handover in zip(names, handovers) if step < handover), "large")
+        lines.append((str(step + 1), f"{first.sigma:.4g}", f"{first.t_over_t_max:.3f}", *figures, model))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    table = "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
+    return "\n".join(describe_stage_suggestions(stages, labels, min_agreement)) + "\n" + table
