@@ -114,17 +114,19 @@ def draw_tradeoff(points: list[tuple[float, float, float]], title: str, width: i
     return image
 
 
-def draw_agreement(agreements, small_steps: int, min_agreement: float, title: str, width: int = 768,
-                   height: int = 432) -> Image.Image:
-    """One bar per step, as tall as the cosine agreement of the two models' predictions there, coloured by the
-    model the suggested split gives it, with the threshold as a line."""
+def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: list[str], min_agreement: float,
+                   title: str, width: int = 768, height: int = 432) -> Image.Image:
+    """Each model's cosine agreement with the large model at every step, with the threshold as a line. One model:
+    a bar per step, coloured by the model the suggested split gives that step; more (a nested pair): a curve per
+    model in its colour, over a strip coloured by the model the suggested split gives each step."""
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     left, right, top = 64, width - 24, 44
-    bottom = height - 28 - 22 * 2
+    bottom = height - 28 - 22 * len(legend)
     draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
-    low = min(0.0, min_agreement, *(a.cosine for a in agreements))
+    low = min(0.0, min_agreement, *(c for stage in cosines for c in stage))
     span = 1.0 - low
+    steps = len(cosines[0])
 
     def y_of(value):
         return bottom - (value - low) / span * (bottom - top)
@@ -132,17 +134,27 @@ def draw_agreement(agreements, small_steps: int, min_agreement: float, title: st
     for value in (low, (low + 1) / 2, 1.0):
         draw.line([left, y_of(value), right, y_of(value)], fill=GRID)
         draw.text((8, y_of(value) - 8), f"{value:.2f}", fill=FOREGROUND, font=_font(13))
-    bar = (right - left) / len(agreements)
-    for a in agreements:
-        x = left + a.step * bar
-        color = stage_color(0 if a.step < small_steps else 1, 2)
-        draw.rectangle([x + 1, min(y_of(a.cosine), bottom - 2), x + bar - 1, bottom], fill=color)
+    bar = (right - left) / steps
+    model_of_step = [sum(step >= handover for handover in handovers) for step in range(steps)]
+    if len(cosines) == 1:
+        for step, cosine in enumerate(cosines[0]):
+            x = left + step * bar
+            draw.rectangle([x + 1, min(y_of(cosine), bottom - 2), x + bar - 1, bottom],
+                           fill=stage_color(model_of_step[step], len(legend)))
+    else:
+        for index, stage in enumerate(cosines):
+            points = [(left + (step + 0.5) * bar, y_of(cosine)) for step, cosine in enumerate(stage)]
+            color = stage_color(index, len(legend))
+            if len(points) > 1:
+                draw.line(points, fill=color, width=3)
+            for x, y in points:
+                draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+        for step, model in enumerate(model_of_step):  # after the curves, so that none hides it
+            x = left + step * bar
+            draw.rectangle([x + 1, bottom - 6, x + bar - 1, bottom], fill=stage_color(model, len(legend)))
     threshold = y_of(min_agreement)
     for x in range(left, right, 12):  # dashed
         draw.line([x, threshold, min(x + 6, right), threshold], fill=FOREGROUND, width=2)
     draw.text((right - 150, threshold - 18), f"min_agreement {min_agreement:g}", fill=FOREGROUND, font=_font(13))
-    legend = [f"small model: steps 1-{small_steps} agree (suggested small_fraction {small_steps / len(agreements):.3f})"
-              if small_steps else "small model: no step agrees (suggested small_fraction 0)",
-              "large model: the rest"]
-    _draw_steps_axis_and_legend(draw, left, right, bottom, len(agreements), legend)
+    _draw_steps_axis_and_legend(draw, left, right, bottom, steps, legend)
     return image

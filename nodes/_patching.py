@@ -24,7 +24,7 @@ from comfy.patcher_extension import CallbacksMP, WrappersMP
 from ..tstitch_core import SwitchRule, validate_stage_order
 from ._run import TSTITCH_KEY, StitchRun, run_of, started_run
 
-__all__ = ["TSTITCH_KEY", "Stage", "StitchPlan", "get_plan", "stitch_models"]
+__all__ = ["TSTITCH_KEY", "Stage", "StitchPlan", "get_plan", "stitch_models", "unstitched_models"]
 
 _WRAPPERS = (WrappersMP.OUTER_SAMPLE, WrappersMP.SAMPLER_SAMPLE, WrappersMP.PREDICT_NOISE)
 _CALLBACKS = (CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLONE)
@@ -71,6 +71,13 @@ def stitch_models(small: comfy.model_patcher.ModelPatcher, large: comfy.model_pa
     offload_idle = offload_idle or any(p.offload_idle for p in (small_plan, large_plan) if p)
     _install_plan(stitched, StitchPlan(stages, offload_idle))
     return stitched
+
+
+def unstitched_models(model: comfy.model_patcher.ModelPatcher) -> list[comfy.model_patcher.ModelPatcher]:
+    """Every model of ``model`` in trajectory order, each on its own: a pair's stages, then its own (large) model
+    as a clone without T-Stitch; a model that is not a pair, as it is."""
+    plan = get_plan(model)
+    return [model] if plan is None else [stage.patcher for stage in plan.stages] + [_strip_stitch(model)]
 
 
 def _strip_stitch(model: comfy.model_patcher.ModelPatcher) -> comfy.model_patcher.ModelPatcher:

@@ -1,6 +1,8 @@
 """TStitchAgreementProbe on pairs whose answer is known: identical weights, a copy made to diverge below a
-chosen sigma, unrelated models; and the suggestion as T-Stitch Model Pair then runs it."""
+chosen sigma, unrelated models, nested pairs of such copies and a Wan (flow) pair; and the suggestion as T-Stitch
+Model Pair then runs it."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +23,8 @@ def probe(run_node, conds, latent):
 
 def rows_of(table: str) -> list[list[str]]:
     lines = table.splitlines()
-    return [line.split() for line in lines[2:]]  # the suggestion, the header, then one line per step
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["step", "sigma"])
+    return [line.split() for line in lines[header + 1:]]  # the suggestion, the header, then one line per step
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +35,10 @@ def twin(load_unet):
     return load_unet(MINI_SD15_LARGE)
 
 
-def schedule(model, steps=STEPS):
+def schedule(model, steps=STEPS, scheduler="normal"):
     import comfy.samplers
 
-    return comfy.samplers.KSampler(model, steps, "cpu", scheduler="normal", denoise=1.0).sigmas.tolist()
+    return comfy.samplers.KSampler(model, steps, "cpu", scheduler=scheduler, denoise=1.0).sigmas.tolist()
 
 
 def test_the_same_weights_agree_at_every_step_and_the_whole_trajectory_is_suggested(probe, twin, large_model):
@@ -66,13 +69,16 @@ def test_the_small_model_is_asked_at_exactly_the_large_models_inputs(probe, twin
     assert [row[4] for row in rows_of(table)] == ["0.0000"] * STEPS
 
 
-def diverging_copy(twin, large_model, diverge_after):
-    sigmas = schedule(large_model)
+def diverging_copy(twin, large_model, diverge_after, scheduler="normal"):
+    """``twin`` with noise added to its output from step ``diverge_after + 1`` of the schedule on (the wrapper reads
+    sigma); divided by sigma, so the denoised prediction moves alike at every sigma, for eps and flow models."""
+    sigmas = schedule(large_model, scheduler=scheduler)
     below = (sigmas[diverge_after - 1] + sigmas[diverge_after]) / 2
 
     def perturbed(apply_model, args):
         out = apply_model(args["input"], args["timestep"], **args["c"])
-        return out + 10 * torch.randn_like(out) if float(args["timestep"].reshape(-1)[0]) < below else out
+        sigma = float(args["timestep"].reshape(-1)[0])
+        return out + 10 * torch.randn_like(out) / sigma if sigma < below else out
 
     diverging = twin.clone()
     diverging.set_model_unet_function_wrapper(perturbed)
@@ -83,10 +89,99 @@ def test_the_timestep_range_it_reports_gives_the_pair_exactly_the_suggested_step
     import re
 
     _, table, suggested = probe(diverging_copy(twin, large_model, 5), large_model)
-    low, high = map(float, re.search(r"switch_by timestep: small_fraction ([\d.]+) \(up to ([\d.]+)\)",
-                                     table.splitlines()[0]).groups())
-    for fraction, rule in ((suggested, "steps"), (low, "timestep"), ((low + high) / 2, "timestep")):
+    low, high = timestep_fractions(table.splitlines()[0])
+    for fraction, rule in ((suggested, "steps"), (low, "timestep"), (high, "timestep")):
         pair = run_node("TStitchModelPair", small_model=twin, large_model=large_model, small_fraction=fraction,
                         switch_by=rule)[0]
         summary = run_node("TStitchSchedulePreview", model=pair, steps=STEPS, scheduler="normal", denoise=1.0)[1]
         assert re.search(rf"small model \([^)]*\): steps 1-5 of {STEPS}\b", summary), (fraction, rule, summary)
+
+
+def timestep_fractions(line: str) -> tuple[float, float]:
+    import re
+
+    return tuple(map(float, re.search(r"switch_by timestep: small_fraction (\d+\.\d+) to (\d+\.\d+)", line).groups()))
+
+
+def steps_of_each_model(run_node, pair, steps=STEPS, scheduler="normal") -> str:
+    return run_node("TStitchSchedulePreview", model=pair, steps=steps, scheduler=scheduler, denoise=1.0)[1]
+
+
+@pytest.fixture(scope="module")
+def twins(load_unet):
+    """Two more loads of the large model's weights, for a nested pair's two earlier models."""
+    from tstitch_dev.models import MINI_SD15_LARGE
+
+    return load_unet(MINI_SD15_LARGE), load_unet(MINI_SD15_LARGE)
+
+
+@pytest.mark.parametrize("nested", ["small_model", "large_model"])
+def test_a_nested_pair_is_probed_model_by_model_and_each_gets_the_steps_it_agrees_on(probe, twins, large_model,
+                                                                                    stitch, run_node, nested):
+    import re
+
+    smallest, middle = diverging_copy(twins[0], large_model, 2), diverging_copy(twins[1], large_model, 5)
+    # the nested pair's own fractions play no part: every model is asked at every step
+    small, large = ((stitch(smallest, middle, 0.125), large_model) if nested == "small_model"
+                    else (smallest, stitch(middle, large_model, 0.875)))
+    plot, table, suggested = probe(small, large)
+    assert suggested == 2 / STEPS  # the smallest model's: the pair where it hands over to the middle one
+    lines = table.splitlines()
+    assert re.match(r"- small model \(SD15\): steps 1-2 of 8; it hands over at small_fraction 0\.250 ", lines[1])
+    assert re.match(r"- model 2 of 3 \(SD15\): steps 3-5 of 8; it hands over at small_fraction 0\.625 ", lines[2])
+    assert lines[2].endswith("Alone it agrees for the first 5 steps.")
+    rows = rows_of(table)
+    assert [row[-1] for row in rows] == ["small"] * 2 + ["model2"] * 3 + ["large"] * 3
+    # each model's own columns: the same bits as the large model's until its noise starts, then far off
+    assert [row[4] == "0.0000" for row in rows] == [True] * 2 + [False] * 6
+    assert [row[6] == "0.0000" for row in rows] == [True] * 5 + [False] * 3
+    assert all(float(row[5]) < 0.9 for row in rows[5:]) and all(float(row[3]) < 0.9 for row in rows[2:])
+    # the suggested fractions, in either rule, give a nested pair exactly those steps
+    (first_low, first_high), (second_low, second_high) = (timestep_fractions(line) for line in lines[1:3])
+    for fractions, rule in (((suggested, 5 / STEPS), "steps"), ((first_low, second_low), "timestep"),
+                            ((first_high, second_high), "timestep")):
+        pair = stitch(stitch(smallest, middle, fractions[0], rule), large_model, fractions[1], rule)
+        summary = steps_of_each_model(run_node, pair)
+        assert "small model (SD15): steps 1-2 of 8" in summary and "model 2 of 3 (SD15): steps 3-5 of 8" in summary, (
+            fractions, rule, summary)
+    # a curve per model in its colour, over a strip that colours each step by the model the suggestion gives it
+    blue, green, orange = (86, 180, 233), (0, 158, 115), (230, 159, 0)  # smallest, middle, large
+    pixels = (plot[0].numpy() * 255).round().astype(np.uint8)
+    bottom, bar = 432 - 28 - 22 * 3, (768 - 24 - 64) / STEPS  # the plot's layout: 3 legend lines, 8 bars
+    strip = [tuple(pixels[bottom - 3, round(64 + (step + 0.5) * bar)]) for step in range(STEPS)]
+    assert strip == [blue] * 2 + [green] * 3 + [orange] * 3
+    curves = pixels[44:bottom - 7]
+    assert all(np.all(curves == colour, axis=-1).sum() > 200 for colour in (blue, green))
+
+
+@pytest.fixture(scope="module")
+def wan_pair(load_unet, run_node):
+    """(the large test Wan 2.1 model, its weights loaded again), each with ModelSamplingSD3 shift 8 as Wan runs."""
+    from tstitch_dev.models import TINY_WAN_LARGE
+
+    return tuple(run_node("ModelSamplingSD3", model=load_unet(TINY_WAN_LARGE), shift=8.0)[0] for _ in range(2))
+
+
+def test_a_wan_flow_pair_is_suggested_up_to_its_divergence_and_reported_in_t_over_t_max_equal_to_sigma(
+        probe, wan_pair, run_node, stitch):
+    import re
+
+    large, twin = wan_pair
+    generator = torch.Generator().manual_seed(5)  # UMT5-XXL embeddings' shape, as the Wan recipes' tests
+    positive, negative = ([[torch.randn(1, 16, 4096, generator=generator), {}]] for _ in range(2))
+    video = run_node("EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1)[0]
+    wan = dict(positive=positive, negative=negative, latent_image=video, scheduler="simple")
+    _, table, suggested = probe(twin, large, min_agreement=0.9999, **wan)
+    assert suggested == 1.0 and [row[4] for row in rows_of(table)] == ["0.0000"] * STEPS  # the same bits
+    _, table, suggested = probe(diverging_copy(twin, large, 3, scheduler="simple"), large, **wan)
+    assert suggested == 3 / STEPS
+    rows = rows_of(table)
+    assert [row[5] for row in rows] == ["small"] * 3 + ["large"] * (STEPS - 3)
+    sigmas = schedule(large, scheduler="simple")
+    assert [float(row[1]) for row in rows] == pytest.approx(sigmas[:-1], rel=1e-3)
+    assert [float(row[2]) for row in rows] == pytest.approx(sigmas[:-1], abs=6e-4)  # t / T is sigma for flow
+    low, high = timestep_fractions(table.splitlines()[0])
+    assert 1 - sigmas[2] <= low < 1 - sigmas[2] + 0.001 and 1 - sigmas[3] - 0.001 <= high < 1 - sigmas[3]
+    for fraction, rule in ((suggested, "steps"), (low, "timestep"), (high, "timestep")):
+        summary = steps_of_each_model(run_node, stitch(twin, large, fraction, rule), scheduler="simple")
+        assert re.search(rf"small model \(WAN21[^)]*\): steps 1-3 of {STEPS}\b", summary), (fraction, rule, summary)
