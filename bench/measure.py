@@ -17,15 +17,16 @@ import torch
 
 from tstitch_core import compute_switch_index
 
-LARGE, SMALL, STITCHED, CHAINED = "large alone", "small alone", "stitched", "chained"
+LARGE, SMALL, STITCHED, CHAINED, PROBE = "large alone", "small alone", "stitched", "chained", "agreement probe"
 RSS_INTERVAL_S = 0.01
 WARM_UP_FRACTION = 0.5  # both models run in the warm-up's splits
 END_OF_SCHEDULE = 10000  # KSamplerAdvanced's end_at_step default: past the last step
+PROBE_MIN_AGREEMENT = 0.9  # the node's default; what it costs does not depend on it
 
 
 @dataclass(frozen=True)
 class Config:
-    """One timed configuration: a model alone, or the split at ``fraction`` (stitched or chained)."""
+    """One timed configuration: a model alone, the split at ``fraction`` (stitched or chained), or the probe."""
 
     kind: str
     fraction: float | None = None
@@ -65,7 +66,8 @@ class Peak:
 
 
 def configs_for(fractions) -> list[Config]:
-    return [Config(LARGE), Config(SMALL)] + [Config(kind, f) for f in fractions for kind in (STITCHED, CHAINED)]
+    return ([Config(LARGE), Config(SMALL), Config(PROBE)]
+            + [Config(kind, f) for f in fractions for kind in (STITCHED, CHAINED)])
 
 
 def ksample(model, w: Workload) -> dict:
@@ -97,16 +99,30 @@ def sample_chained(w: Workload, fraction: float) -> dict:
     return advanced.sample(w.large, "disable", *shared, first, k, END_OF_SCHEDULE, "disable")[0]
 
 
-RUNNERS: dict[str, Callable[[Workload, float | None], dict]] = {
+def run_probe(w: Workload) -> float:
+    """TStitchAgreementProbe, the whole node (the large model's sampling, a small-model call per step, the plot);
+    returns its suggested fraction."""
+    import nodes
+
+    s = w.settings
+    probe = nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"].execute(
+        small_model=w.small, large_model=w.large, seed=s.seed, steps=s.steps, cfg=s.cfg, sampler_name=s.sampler,
+        scheduler=s.scheduler, positive=w.positive, negative=w.negative, latent_image=w.latent, denoise=1.0,
+        min_agreement=PROBE_MIN_AGREEMENT)
+    return probe.result[2]
+
+
+RUNNERS: dict[str, Callable[[Workload, float | None], object]] = {
     LARGE: lambda w, _: ksample(w.large, w),
     SMALL: lambda w, _: ksample(w.small, w),
     STITCHED: sample_stitched,
     CHAINED: sample_chained,
+    PROBE: lambda w, _: run_probe(w),
 }
 
 
-def run_config(config: Config, w: Workload) -> dict:
-    """One full sampling of ``config``; returns the LATENT."""
+def run_config(config: Config, w: Workload):
+    """One full sampling of ``config``; returns the LATENT (the probe: its suggested fraction)."""
     return RUNNERS[config.kind](w, config.fraction)
 
 

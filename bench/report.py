@@ -15,7 +15,7 @@ import torch
 
 from tstitch_core import compute_switch_index
 
-from .measure import CHAINED, LARGE, SMALL, STITCHED, Config, Sample
+from .measure import CHAINED, LARGE, PROBE, PROBE_MIN_AGREEMENT, SMALL, STITCHED, Config, Sample
 
 OVERHEAD_LIMIT_PCT = 2.0
 PAPER_FRACTION = 0.4  # the T-Stitch paper's setting
@@ -48,11 +48,21 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ProbeCost:
+    """TStitchAgreementProbe against the large model alone: one large sampling plus one small call per step."""
+
+    stats: Stats
+    ratio: float  # probe over large alone
+    expected_ratio: float  # 1 + small alone / large alone: both models' per-step cost over the large one's
+
+
+@dataclass(frozen=True)
 class Table:
     steps: int
     large: Stats
     small: Stats
     rows: list[Row]
+    probe: ProbeCost | None = None  # None in results measured before the probe was timed
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,11 @@ def build_table(samples: dict[Config, list[Sample]], fractions: list[float], ste
                         speedup=large.median / stitched.median, ideal_speedup=large.median / ideal,
                         chained_speedup=large.median / chained.median,
                         stitched_per_chained=stitched.median / chained.median))
-    return Table(steps, large, small, rows)
+    probe = None
+    if Config(PROBE) in samples:
+        stats = summarize(samples[Config(PROBE)])
+        probe = ProbeCost(stats, stats.median / large.median, 1 + small.median / large.median)
+    return Table(steps, large, small, rows, probe)
 
 
 def check_targets(table: Table) -> list[Target]:
@@ -168,6 +182,16 @@ def to_markdown(title: str, machine: dict[str, str], setup: list[str], table: Ta
                      f"{r.speedup:.3f}x | {r.ideal_speedup:.3f}x | {r.chained_speedup:.3f}x | "
                      f"{r.stitched_per_chained:.3f} | {r.stitched.peak_mib:.0f} | "
                      f"{r.chained.peak_mib:.0f} |")
+    if table.probe:
+        probe = table.probe
+        lines += ["", "## Agreement probe", "",
+                  (f"TStitchAgreementProbe (min_agreement {PROBE_MIN_AGREEMENT:g}), the whole node: the large model's "
+                   "sampling, one small-model call per step, the plot. Expected: 1 + small alone / large alone times "
+                   "the large model alone."), "",
+                  f"| | median s | min-max s | x large alone | expected x | {memory_label} |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |",
+                  (f"| probe | {probe.stats.median:.4g} | {spread(probe.stats)} | {probe.ratio:.3f}x | "
+                   f"{probe.expected_ratio:.3f}x | {probe.stats.peak_mib:.0f} |")]
     lines += ["", "## Targets", ""] + [f"- {format_target(t)}" for t in targets] + ["", describe_noise(table)]
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,7 @@
     python -m bench.run --pair sdxl-ssd-1b --size 512 --steps 25
 
 For each small_fraction it times TStitchModelPair into KSampler, and the same split as two chained
-KSamplerAdvanced, against each model alone. The models have the real architectures with seeded random
+KSamplerAdvanced, against each model alone; and TStitchAgreementProbe against the large model alone. The models have the real architectures with seeded random
 weights (what a step costs does not depend on the weights): built once, cached in ~/.cache/comfyui-tstitch.
 Writes results.md, speedup.png and results.json to bench/results/<name>/.
 """
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     out = args.out or RESULTS / (args.name or f"{args.pair}-{device.type}-{dtype_name}-{settings.size}px-"
                                               f"{settings.steps}steps")
     print(f"T-Stitch benchmark: {pair.title} on {device}, {dtype_name}, {settings.size}x{settings.size}, "
-          f"{settings.steps} steps {settings.sampler}/{settings.scheduler}, {2 + 2 * len(args.fractions)} "
+          f"{settings.steps} steps {settings.sampler}/{settings.scheduler}, {3 + 2 * len(args.fractions)} "
           f"configurations x {args.repeats} repeats (models are built on first use and cached)", flush=True)
     samples, model_descriptions = time_pair(pair, settings, dtype_name, args.fractions, args.repeats, device)
     machine = describe_machine(device, comfyui_version(host))

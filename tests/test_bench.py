@@ -86,7 +86,7 @@ def test_rerendering_from_results_json_writes_the_same_report(results, tmp_path)
 
 def test_table_is_computed_from_the_timed_samples(data):
     seconds = {(s["config"]["kind"], s["config"]["fraction"]): s["seconds"] for s in data["samples"]}
-    assert sorted(seconds, key=str) == sorted([("large alone", None), ("small alone", None)] + [
+    assert sorted(seconds, key=str) == sorted([("large alone", None), ("small alone", None), ("agreement probe", None)] + [
         (kind, f) for f in FRACTIONS for kind in ("stitched", "chained")], key=str)
     assert all(len(runs) == 1 for runs in seconds.values())  # one repeat
     table = data["table"]
@@ -98,6 +98,23 @@ def test_table_is_computed_from_the_timed_samples(data):
         assert row["speedup"] == pytest.approx(large / row["stitched"]["median"])
         assert row["stitched_per_chained"] == pytest.approx(row["stitched"]["median"] / row["chained"]["median"])
         assert row["stitched"]["peak_mib"] > 0 and row["chained"]["peak_mib"] > 0
+
+
+def test_the_probe_is_timed_against_the_large_model_alone_with_the_ratio_its_two_passes_predict(results, data):
+    """One large-model sampling plus one small-model call per step: 1 + small / large times the large model."""
+    markdown = (results / "results.md").read_text()
+    large, small = (float(r[1]) for r in markdown_table(markdown, "Models alone"))
+    (name, median, low_high, ratio, expected, peak), = markdown_table(markdown, "Agreement probe")
+    probe_seconds = next(s["seconds"] for s in data["samples"] if s["config"]["kind"] == "agreement probe")
+    assert name == "probe" and float(median) == pytest.approx(probe_seconds[0], rel=1e-3)
+    assert low_high == f"{probe_seconds[0]:.4g}-{probe_seconds[0]:.4g}"  # one repeat
+    assert float(ratio.rstrip("x")) == pytest.approx(float(median) / large, rel=2e-3, abs=1e-3)
+    assert float(expected.rstrip("x")) == pytest.approx(1 + small / large, rel=2e-3, abs=1e-3)
+    probe = data["table"]["probe"]
+    assert probe["ratio"] == pytest.approx(probe["stats"]["median"] / data["table"]["large"]["median"])
+    assert probe["expected_ratio"] == pytest.approx(1 + data["table"]["small"]["median"]
+                                                    / data["table"]["large"]["median"])
+    assert float(peak) > 0
 
 
 def test_report_describes_the_machine_and_rates_every_target(results, comfy_host):
