@@ -8,6 +8,8 @@ any core model, and on its BaseModel and ModelPatcher, so every sampler and T-St
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import os
 
@@ -190,7 +192,10 @@ def is_dit(model: comfy.model_patcher.ModelPatcher) -> bool:
 def load_dit(path: str, weight_dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
     """A DiT checkpoint (``.pt`` or ``.safetensors``, original layout) as a ComfyUI MODEL, loaded the way
     ComfyUI loads a diffusion model: its dtype and manual casting chosen by model management."""
-    state_dict = dict(unwrap_training_checkpoint(comfy.utils.load_torch_file(path)))
+    # DiT's training checkpoints keep their argparse options beside the weights; allow that one plain class
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
+        state_dict = dict(unwrap_training_checkpoint(comfy.utils.load_torch_file(path)))
     shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items() if hasattr(v, "shape")},
                            source=os.path.basename(path))
     model = build_dit(shape, state_dict, weight_dtype)

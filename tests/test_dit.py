@@ -308,10 +308,40 @@ def test_bad_files_are_refused_at_the_loader_saying_what_was_found(damage, messa
 def test_a_training_checkpoint_samples_with_its_ema_weights(dit_folder, run_node):
     weights = build_dit_state_dict(TINY_DIT_S)
     scrambled = {k: torch.randn_like(v) for k, v in weights.items()}
-    name = save_state_dict(dit_folder, "train.pt", {"model": scrambled, "ema": weights, "opt": {}})
+    import argparse
+
+    name = save_state_dict(dit_folder, "train.pt", {"model": scrambled, "ema": weights, "opt": {},
+                                                    "args": argparse.Namespace(model="DiT-S/2", image_size=256)})
     plain = save_state_dict(dit_folder, "plain.pt", weights)
     x, sigma = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(2)), torch.tensor([3.0])
     positive = class_conds(run_node)[0]
     outputs = [denoise_with_pack(run_node("TStitchDiTLoader", dit_name=n, weight_dtype="fp32")[0], x, sigma, positive)
                for n in (name, plain)]
     assert torch.equal(outputs[0], outputs[1])
+
+
+# --- ComfyUI's machinery on the DiT: manual casting and low-VRAM loading, forced to happen on the CPU ----------
+
+def test_fp16_weights_run_through_comfyui_manual_casting(load_dit, run_node):
+    fp32, fp16 = load_dit(TINY_DIT_S, weight_dtype="fp32"), load_dit(TINY_DIT_S, weight_dtype="fp16")
+    assert fp16.model.diffusion_model.x_embedder.proj.weight.dtype == torch.float16
+    assert fp16.model.manual_cast_dtype is not None  # the CPU computes in another dtype: cast per layer
+    x, sigma = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(7)), torch.tensor([5.0])
+    positive = class_conds(run_node)[0]
+    expected = denoise_with_pack(fp32, x, sigma, positive)
+    assert_close_to(denoise_with_pack(fp16, x, sigma, positive), expected, rtol=3e-2)
+
+
+def test_a_low_vram_load_casts_weights_per_layer_and_changes_no_number(load_dit, run_node):
+    model = load_dit(TINY_DIT_XL, weight_dtype="fp32")
+    x, sigma = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(8)), torch.tensor([5.0])
+    positive = class_conds(run_node)[0]
+    expected = denoise_with_pack(model, x, sigma, positive)
+    low_vram = model.clone()
+    low_vram.load(torch.device("cpu"), lowvram_model_memory=1)  # a budget no layer fits in
+    try:
+        cast_layers = [m for m in low_vram.model.diffusion_model.modules() if getattr(m, "comfy_cast_weights", False)]
+        assert len(cast_layers) > 10  # the per-layer casting path really runs
+        assert torch.equal(denoise_with_pack(low_vram, x, sigma, positive), expected)
+    finally:
+        low_vram.detach()

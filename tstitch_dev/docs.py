@@ -92,6 +92,27 @@ def probe_picture(nodes, diverge_after: int = 8, steps: int = 20):
     return Image.fromarray((plot[0].numpy() * 255).round().astype("uint8"))
 
 
+def dit_picture(nodes, size: int = 768):
+    """PIL image of the schedule DiT-S -> DiT-B -> DiT-XL at 40 : 40 : 20 runs (timestep rule, 50 DDIM steps),
+    drawn by T-Stitch Schedule Preview on test-sized DiTs loaded by the pack's DiT loader."""
+    import folder_paths
+    import torch
+    from PIL import Image
+
+    from .models import MODEL_CACHE, TINY_DIT_B, TINY_DIT_S, TINY_DIT_XL, ensure_dit
+
+    folder_paths.add_model_folder_path("diffusion_models", str(MODEL_CACHE))
+    run = lambda node_id, **inputs: nodes.NODE_CLASS_MAPPINGS[node_id].execute(**inputs).result[0]
+    with torch.inference_mode():
+        s, b, xl = (run("TStitchDiTLoader", dit_name=ensure_dit(spec).name, weight_dtype="default")
+                    for spec in (TINY_DIT_S, TINY_DIT_B, TINY_DIT_XL))
+        inner = run("TStitchModelPair", small_model=s, large_model=b, small_fraction=0.4, switch_by="timestep")
+        outer = run("TStitchModelPair", small_model=inner, large_model=xl, small_fraction=0.8, switch_by="timestep")
+        plot = run("TStitchSchedulePreview", model=outer, steps=50, scheduler="ddim_uniform", denoise=1.0)
+    image = Image.fromarray((plot[0].numpy() * 255).round().astype("uint8"))
+    return image.resize((size, round(size * image.height / image.width)), Image.LANCZOS)
+
+
 def registry_art(picture):
     """(icon, banner) for the Comfy Registry, cut from the schedule picture: no stock art."""
     from PIL import Image
@@ -119,6 +140,8 @@ def write_all(workdir: Path) -> list[Path]:
     picture.save(written[1], optimize=True)
     written.append(HELP_ASSETS / "agreement_probe.png")
     probe_picture(nodes).save(written[-1], optimize=True)
+    written.append(HELP_ASSETS / "dit_three_stage.png")
+    dit_picture(nodes).save(written[-1], optimize=True)
     for image, path in zip(registry_art(picture), written[2:4]):
         image.save(path, optimize=True)
     return written

@@ -41,6 +41,11 @@ EXAMPLE_FILES = {
     ("diffusion_models", "wan2.1_t2v_14B_fp16.safetensors"):
         lambda: models.ensure_diffusion_model(models.TINY_WAN_LARGE),
     ("vae", "wan_2.1_vae.safetensors"): models.ensure_wan_vae,
+    # the DiT checkpoints T-Stitch published, DiT's own XL/2, and the SD VAE DiT decodes with
+    ("diffusion_models", "dit_s_256.pt"): lambda: models.ensure_dit(models.TINY_DIT_S),
+    ("diffusion_models", "dit_b_256.pt"): lambda: models.ensure_dit(models.TINY_DIT_B),
+    ("diffusion_models", "DiT-XL-2-256x256.pt"): lambda: models.ensure_dit(models.TINY_DIT_XL),
+    ("vae", "vae-ft-mse-840000-ema-pruned.safetensors"): models.ensure_sd_vae,
     # UMT5-XXL (5.7B parameters) is too big to build: the name is listed so the workflows load, and
     # the Wan workflows are not run by the tests (their models are, in tests/test_recipes.py)
     ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): None,
@@ -136,6 +141,33 @@ _WAN_LINKS = [("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "nega
               ("positive", 0, "sampler", "positive"), ("negative", 0, "sampler", "negative"),
               ("latent", 0, "sampler", "latent_image"), ("sampler", 0, "decode", "samples"),
               ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
+
+def _dit_loader(key, file_name, title):
+    return Node(key, "TStitchDiTLoader", LOADERS, {"dit_name": file_name, "weight_dtype": "default"}, title)
+
+
+def _dit_class_and_output(filename_prefix):
+    """ImageNet class, 256x256 latent, the SD VAE, decode and save: what every DiT example shares."""
+    return [
+        Node("class", "TStitchImageNetClass", MIDDLE, {"class_name": "207 golden retriever"}),
+        _empty_latent(256),
+        Node("vae", "VAELoader", LOADERS, {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}),
+        Node("sampler", "KSampler", SAMPLER, {
+            "seed": 0, "control_after_generate": "fixed", "steps": 100, "cfg": 4.0, "sampler_name": "ddim",
+            "scheduler": "ddim_uniform", "denoise": 1.0}),
+        Node("decode", "VAEDecode", DECODE),
+        Node("save", "SaveImage", SAVE, {"filename_prefix": filename_prefix}),
+    ]
+
+
+_DIT_LINKS = [("class", 0, "sampler", "positive"), ("class", 1, "sampler", "negative"),
+              ("latent", 0, "sampler", "latent_image"), ("sampler", 0, "decode", "samples"),
+              ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
+
+
+def _timestep_pair(key, fraction, title):
+    return Node(key, "TStitchModelPair", MIDDLE, {"small_fraction": fraction, "switch_by": "timestep"}, title)
+
 
 EXAMPLES = [
     Example(
@@ -271,6 +303,21 @@ EXAMPLES = [
          ("large", 0, "large_lora", "model"), ("large_lora", 0, "large_lcm", "model"),
          ("small_lcm", 0, "pair", "small_model"), ("large_lcm", 0, "pair", "large_model"),
          ("pair", 0, "sampler", "model"), ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "dit_s_to_xl_40",
+        [_dit_loader("small", "dit_s_256.pt", "Small: DiT-S/2"), _dit_loader("large", "DiT-XL-2-256x256.pt", "Large: DiT-XL/2"),
+         _timestep_pair("pair", 0.4, "T-Stitch: DiT-S takes t/T >= 0.6"), *_dit_class_and_output("tstitch_dit")],
+        [*_PAIR_LINKS, *_DIT_LINKS],
+    ),
+    Example(
+        "dit_s_b_xl_40_40_20",
+        [_dit_loader("small", "dit_s_256.pt", "Stage 1: DiT-S/2"), _dit_loader("base", "dit_b_256.pt", "Stage 2: DiT-B/2"),
+         _dit_loader("large", "DiT-XL-2-256x256.pt", "Stage 3: DiT-XL/2"),
+         _timestep_pair("inner", 0.4, "Pair: DiT-S 40%, DiT-B 40%"),
+         _timestep_pair("outer", 0.8, "Pair: DiT-XL takes the last 20%"), *_dit_class_and_output("tstitch_dit_sbxl")],
+        [("small", 0, "inner", "small_model"), ("base", 0, "inner", "large_model"), ("inner", 0, "outer", "small_model"),
+         ("large", 0, "outer", "large_model"), ("outer", 0, "sampler", "model"), *_DIT_LINKS],
     ),
     Example(
         "wan22_a14b_t2v_experts",

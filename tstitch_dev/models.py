@@ -159,6 +159,15 @@ def build_vae(seed: int) -> dict:
     return {f"first_stage_model.{k}": v for k, v in randomize_(vae, seed).items()}
 
 
+def ensure_sd_vae(folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random SD VAE as a standalone file (VAELoader's format, as sd-vae-ft-mse's), built once."""
+    path = folder / f"sd-vae-{FACTORY_VERSION}.safetensors"
+    if path.exists():
+        return path
+    prefix = "first_stage_model."
+    return _save({k[len(prefix):]: v for k, v in build_vae(1000).items()}, path)
+
+
 def _save(state_dict: dict, path: Path) -> Path:
     import safetensors.torch
     import torch
