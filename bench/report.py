@@ -66,6 +66,17 @@ class Table:
 
 
 @dataclass(frozen=True)
+class PaperFigures:
+    """What the T-Stitch paper reports for a pair (DiT, 256x256), printed beside what was measured here."""
+
+    small: str
+    large: str
+    cost_measured: float  # small / large sampling time, 8 images on an RTX 3090 (1.6 / 4.0 / 16.5 s)
+    cost_flops: float  # small / large GFLOPs per step (5 / 22 / 114)
+    speedup_at_paper_fraction: float | None = None  # "about 1.5x" for DiT-S at 40%
+
+
+@dataclass(frozen=True)
 class Target:
     goal: str
     passed: bool
@@ -161,7 +172,7 @@ def pack_commit() -> str:
 
 
 def to_markdown(title: str, machine: dict[str, str], setup: list[str], table: Table, targets: list[Target],
-                memory_label: str) -> str:
+                memory_label: str, paper: PaperFigures | None = None) -> str:
     lines = [f"# T-Stitch benchmark: {title}", "", f"![speedup over the large model alone]({PLOT_NAME})", "",
              "## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in machine.items()]
@@ -192,8 +203,34 @@ def to_markdown(title: str, machine: dict[str, str], setup: list[str], table: Ta
                   "| --- | ---: | ---: | ---: | ---: | ---: |",
                   (f"| probe | {probe.stats.median:.4g} | {spread(probe.stats)} | {probe.ratio:.3f}x | "
                    f"{probe.expected_ratio:.3f}x | {probe.stats.peak_mib:.0f} |")]
+    if paper:
+        lines += compare_with_paper(table, paper)
     lines += ["", "## Targets", ""] + [f"- {format_target(t)}" for t in targets] + ["", describe_noise(table)]
     return "\n".join(lines) + "\n"
+
+
+def stitched_speedup(cost_ratio: float, fraction: float) -> float:
+    """Large alone over a stitch whose first ``fraction`` of steps cost ``cost_ratio`` of a large step."""
+    return 1 / (fraction * cost_ratio + 1 - fraction)
+
+
+def compare_with_paper(table: Table, paper: PaperFigures) -> list[str]:
+    """Markdown lines: per-step cost ratio and speedups measured here next to the paper's."""
+    ratio = table.small.median / table.large.median
+    lines = ["", "## Against the paper", "",
+             (f"{paper.small} over {paper.large}, as the T-Stitch paper reports them (DiT, 256x256: sampling time of "
+              "8 images on an RTX 3090, and GFLOPs per step). The expected speedup at f is 1 / (f r + 1 - f) for a "
+              "per-step cost ratio r."), "",
+             "| | measured here | paper, measured | paper, by FLOPs |", "| --- | ---: | ---: | ---: |",
+             f"| small / large per-step cost r | {ratio:.3f} | {paper.cost_measured:.3f} | {paper.cost_flops:.3f} |"]
+    for row in table.rows:
+        reported = ""
+        if paper.speedup_at_paper_fraction and math.isclose(row.fraction, PAPER_FRACTION):
+            reported = f" (reported: about {paper.speedup_at_paper_fraction:g}x)"
+        lines.append(f"| speedup at small_fraction {row.fraction:g} | {row.speedup:.2f}x | "
+                     f"{stitched_speedup(paper.cost_measured, row.fraction):.2f}x expected{reported} | "
+                     f"{stitched_speedup(paper.cost_flops, row.fraction):.2f}x expected |")
+    return lines
 
 
 def spread(stats: Stats) -> str:

@@ -27,7 +27,7 @@ from tstitch_dev.host import CACHE_DIR, comfyui_version
 
 from .measure import Config, Sample, Settings, Workload, configs_for, measure, warm_up
 from .plot import draw_speedup
-from .report import PLOT_NAME, build_table, check_targets, describe_machine, to_json, to_markdown
+from .report import PLOT_NAME, PaperFigures, build_table, check_targets, describe_machine, to_json, to_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST_WORKDIR = CACHE_DIR / "bench-host"  # holds only the link to this pack that ComfyUI loads it through
@@ -38,15 +38,28 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # torch nam
 @dataclass(frozen=True)
 class Pair:
     title: str
-    large: models.UNetSpec
-    small: models.UNetSpec
+    large: models.UNetSpec | models.DiTSpec
+    small: models.UNetSpec | models.DiTSpec
+    paper: PaperFigures | None = None
 
+    @property
+    def is_dit(self) -> bool:
+        return isinstance(self.large, models.DiTSpec)
+
+
+# the T-Stitch paper's DiT figures: 1.6 / 4.0 / 16.5 s for 8 images, 5 / 22 / 114 GFLOPs (S, B, XL)
+DIT_S_ON_XL = PaperFigures("DiT-S/2", "DiT-XL/2", 1.6 / 16.5, 5 / 114, speedup_at_paper_fraction=1.5)
+DIT_B_ON_XL = PaperFigures("DiT-B/2", "DiT-XL/2", 4.0 / 16.5, 22 / 114)
+DIT_SAMPLING = {"sampler": "ddim", "scheduler": "ddim_uniform", "cfg": 4.0}  # the official T-Stitch DiT sampler's
 
 PAIRS = {
     "sd15-bk-sdm-tiny": Pair("SD1.5 + BK-SDM-Tiny", models.SD15, models.BK_SDM_TINY),
     "sdxl-ssd-1b": Pair("SDXL + SSD-1B", models.SDXL, models.SSD_1B),
     "sdxl-vega": Pair("SDXL + Segmind Vega", models.SDXL, models.SEGMIND_VEGA),
+    "dit-s-xl": Pair("DiT-XL/2 + DiT-S/2", models.DIT_XL_2, models.DIT_S_2, DIT_S_ON_XL),
+    "dit-b-xl": Pair("DiT-XL/2 + DiT-B/2", models.DIT_XL_2, models.DIT_B_2, DIT_B_ON_XL),
     "tiny": Pair("test-sized SD1.5 pair", models.TINY_SD15_LARGE, models.TINY_SD15_SMALL),  # the smoke test's
+    "tiny-dit": Pair("test-sized DiT pair", models.TINY_DIT_XL, models.TINY_DIT_S, DIT_S_ON_XL),
 }
 
 
@@ -64,6 +77,10 @@ def parse_args(argv):
     parser.add_argument("--rerender", type=Path, metavar="FOLDER", help=(
         "measure nothing: write a results folder's table and plot again from its results.json"))
     args = parser.parse_args(argv)
+    if PAIRS[args.pair].is_dit:  # DiT's own sampler, unless asked otherwise
+        for option, value in DIT_SAMPLING.items():
+            if f"--{option}" not in (argv or []):
+                setattr(args, option, value)
     args.fractions = parse_fractions(parser, args.fractions)
     if args.repeats < 1 or args.steps < 1:
         parser.error("--repeats and --steps must be at least 1")
@@ -87,10 +104,19 @@ def check_sampler(sampler: str, scheduler: str) -> None:
             sys.exit(f"bench: no {kind} {name!r} in this ComfyUI; it has: {', '.join(names)}")
 
 
-def load_model(spec: models.UNetSpec, dtype):
-    """``spec``'s diffusion-model file (built on first use) through ComfyUI's loader, in ``dtype``."""
+def load_model(spec: models.UNetSpec | models.DiTSpec, dtype):
+    """``spec``'s diffusion-model file (built on first use) through ComfyUI's loader (a DiT: through the pack's
+    DiT loader node), in ``dtype``."""
     import comfy.sd
 
+    if isinstance(spec, models.DiTSpec):
+        import folder_paths
+        import nodes
+
+        folder_paths.add_model_folder_path("diffusion_models", str(models.MODEL_CACHE))
+        weight_dtype = {value: key for key, value in DTYPES.items()}[str(dtype).removeprefix("torch.")]
+        return nodes.NODE_CLASS_MAPPINGS["TStitchDiTLoader"].execute(
+            dit_name=models.ensure_dit(spec).name, weight_dtype=weight_dtype).result[0]
     return comfy.sd.load_diffusion_model(str(models.ensure_diffusion_model(spec)), model_options={"dtype": dtype})
 
 
@@ -100,9 +126,14 @@ def describe_model(patcher) -> str:
 
 
 def random_conds(family: str, seed: int) -> tuple[list, list]:
-    """Seeded stand-ins for encoded prompts in the family's shapes: what a step costs does not depend on them."""
+    """Seeded stand-ins for encoded prompts in the family's shapes: what a step costs does not depend on them.
+    DiTs take a class and the null class, from the pack's ImageNet Class node."""
     import torch
 
+    if family == "dit":
+        import nodes
+
+        return tuple(nodes.NODE_CLASS_MAPPINGS["TStitchImageNetClass"].execute(class_name="207 golden retriever").result)
     generator = torch.Generator().manual_seed(seed)
     width, pooled = {"sd15": (768, None), "sdxl": (2048, 1280)}[family]
 
@@ -145,7 +176,7 @@ def time_pair(pair: Pair, settings: Settings, dtype_name: str, fractions: list[f
     with torch.inference_mode(), progress_bars_off():  # as ComfyUI's executor runs nodes
         dtype = getattr(torch, DTYPES[dtype_name])
         large, small = load_model(pair.large, dtype), load_model(pair.small, dtype)
-        positive, negative = random_conds(pair.large.family, settings.seed)
+        positive, negative = random_conds("dit" if pair.is_dit else pair.large.family, settings.seed)
         latent = nodes.EmptyLatentImage().generate(settings.size, settings.size, 1)[0]
         workload = Workload(small, large, settings, positive, negative, latent)
         warm_up(workload)
@@ -187,7 +218,8 @@ def write_results(out: Path, machine: dict, setup: dict, samples: dict[Config, l
     device_type = machine["device"].split(":")[0]
     title = PAIRS[setup["pair"]].title
     memory_label = "peak CUDA MiB" if device_type == "cuda" else "peak RSS MiB"
-    markdown = to_markdown(title, machine, describe_setup(setup), table, targets, memory_label)
+    markdown = to_markdown(title, machine, describe_setup(setup), table, targets, memory_label,
+                           PAIRS[setup["pair"]].paper)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(markdown)
     (out / "results.json").write_text(json.dumps(to_json(machine, setup, table, targets, samples), indent=1))
@@ -208,9 +240,10 @@ def load_results(out: Path) -> tuple[dict, dict, dict[Config, list[Sample]]]:
 
 def describe_setup(setup: dict) -> list[str]:
     latent_side = setup["size"] // 8
+    loader = "the pack's DiT loader" if PAIRS[setup["pair"]].is_dit else "ComfyUI's diffusion-model loader"
     return [
         (f"large model: {setup['large']}; small model: {setup['small']}; seeded random weights, loaded by "
-         f"ComfyUI's diffusion-model loader in {setup['dtype']}"),
+         f"{loader} in {setup['dtype']}"),
         (f"{setup['steps']} steps {setup['sampler']}/{setup['scheduler']}, cfg {setup['cfg']:g}, "
          f"{setup['size']}x{setup['size']} ({latent_side}x{latent_side} latent), batch 1, seed {setup['seed']}"),
         (f"timed runs of each configuration: {setup['repeats']}, interleaved: every round runs each configuration "

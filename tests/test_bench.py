@@ -157,3 +157,42 @@ def test_benchmark_models_are_the_real_architectures_as_comfyui_detects_them(pai
         return type(config).__name__, round(sum(t.numel() for t in state_dict.values()) / 1e6, 1)
 
     assert (detect(run.PAIRS[pair].large), detect(run.PAIRS[pair].small)) == (large, small)
+
+
+@pytest.mark.parametrize("pair, large, small", [("dit-s-xl", 675.1, 33.0), ("dit-b-xl", 675.1, 130.5)])
+def test_dit_benchmark_models_have_the_published_sizes(pair, large, small):
+    # DiT paper, table 1: DiT-S/2 33M, DiT-B/2 130M, DiT-XL/2 675M parameters; the published DiT-XL-2-256x256.pt
+    # holds 675,129,632 numbers, its fixed position table among them
+    import math
+    from tstitch_dev.models import dit_tensor_shapes
+
+    def millions(spec):
+        return round(sum(math.prod(shape) for shape in dit_tensor_shapes(spec).values()) / 1e6, 1)
+
+    assert (millions(run.PAIRS[pair].large), millions(run.PAIRS[pair].small)) == (large, small)
+
+
+@pytest.fixture(scope="module")
+def dit_results(comfy_host, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-dit")
+    argv = ["--pair", "tiny-dit", "--fractions", "0,0.4,1", "--steps", "5", "--size", "64", "--repeats", "1", "--cpu",
+            "--out", str(out)]
+    assert run.main(argv) == 0
+    return (out / "results.md").read_text()
+
+
+def test_the_dit_pair_runs_the_official_sampler_and_sits_beside_the_papers_figures(dit_results):
+    assert "5 steps ddim/ddim_uniform, cfg 4" in dit_results and "loaded by the pack's DiT loader" in dit_results
+    large, small = (float(r[1]) for r in markdown_table(dit_results, "Models alone"))
+    rows = markdown_table(dit_results, "Against the paper")
+    (label, here, paper_measured, paper_flops), *speedups = rows
+    assert label == "small / large per-step cost r"
+    assert float(here) == pytest.approx(small / large, rel=2e-3, abs=1e-3)
+    assert (float(paper_measured), float(paper_flops)) == (0.097, 0.044)  # 1.6 / 16.5 s and 5 / 114 GFLOPs
+    stitched = {float(r[0]): float(r[8].rstrip("x")) for r in markdown_table(dit_results, "By fraction")}
+    for (label, here, expected, by_flops), fraction in zip(speedups, (0.0, 0.4, 1.0)):
+        assert label == f"speedup at small_fraction {fraction:g}"
+        assert float(here.rstrip("x")) == pytest.approx(stitched[fraction], abs=0.006)
+        assert float(expected.split("x")[0]) == pytest.approx(1 / (fraction * 1.6 / 16.5 + 1 - fraction), abs=0.006)
+        assert float(by_flops.split("x")[0]) == pytest.approx(1 / (fraction * 5 / 114 + 1 - fraction), abs=0.006)
+        assert ("reported: about 1.5x" in expected) == (fraction == 0.4)
