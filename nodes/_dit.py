@@ -105,22 +105,23 @@ class TimestepEmbedder(nn.Module):
 
 
 class ClassEmbedder(nn.Module):
-    """One learned vector per class. The conditioning holds weights over the classes (one-hot from
-    the ImageNet Class node), so averaged conditionings blend classes."""
+    """One learned vector per class. The conditioning holds weights over the classes (one-hot from the
+    ImageNet Class node), so the embedding is a product with the table, a bias-free linear layer that runs
+    through ComfyUI's ops (casting, low-VRAM, dynamic loading) like every other weight; averaged
+    conditionings blend classes."""
 
     def __init__(self, rows, width, dtype, device, operations):
         super().__init__()
-        self.embedding_table = operations.Embedding(rows, width, dtype=dtype, device=device)
+        # stored in the checkpoints as (rows, width); DiTImageNet.process_unet_state_dict transposes it
+        self.embedding_table = operations.Linear(rows, width, bias=False, dtype=dtype, device=device)
 
     def forward(self, class_weights):
-        table = comfy.model_management.cast_to_device(self.embedding_table.weight, class_weights.device,
-                                                      class_weights.dtype)
-        if class_weights.shape[-1] != table.shape[0]:
+        if class_weights.shape[-1] != self.embedding_table.in_features:
             raise ValueError(
-                f"T-Stitch DiT: this model takes an ImageNet class ({table.shape[0]} class weights) as its "
-                f"conditioning, but got a conditioning {class_weights.shape[-1]} wide (a text prompt's?). "
+                f"T-Stitch DiT: this model takes an ImageNet class ({self.embedding_table.in_features} class weights) "
+                f"as its conditioning, but got a conditioning {class_weights.shape[-1]} wide (a text prompt's?). "
                 "Make its positive and negative with the ImageNet Class (T-Stitch) node.")
-        return class_weights @ table
+        return self.embedding_table(class_weights)
 
 
 class DiT(nn.Module):
@@ -178,6 +179,12 @@ class DiTImageNet(comfy.supported_models_base.BASE):
 
     def get_model(self, state_dict, prefix="", device=None):
         return DiTModel(self, device=device)
+
+    def process_unet_state_dict(self, state_dict):
+        table = "y_embedder.embedding_table.weight"
+        if table in state_dict:
+            state_dict[table] = state_dict[table].t().contiguous()
+        return state_dict
 
 
 class DiTModel(comfy.model_base.BaseModel):
