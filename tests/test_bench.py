@@ -15,6 +15,8 @@ from PIL import Image
 from bench import run
 from tstitch_core import compute_switch_index
 
+pytestmark = pytest.mark.latest_host_only  # about the benchmark command, not the host: once per run is enough
+
 FRACTIONS, STEPS, SIZE = [0.0, 0.5, 1.0], 2, 32
 
 

@@ -1,7 +1,11 @@
 """The README's demo command, run on test-sized checkpoints given as paths."""
 
+import pytest
+
 from tstitch_dev import demo
 from tstitch_dev.models import TINY_SD15_LARGE, TINY_SD15_SMALL, ensure_checkpoint
+
+pytestmark = pytest.mark.latest_host_only  # about the demo command, not the host: once per run is enough
 
 
 def test_demo_generates_both_images_and_reports_the_speedup(comfy_host, tmp_path, capsys, monkeypatch):

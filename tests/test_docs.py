@@ -10,6 +10,8 @@ from tstitch_dev.docs import HELP_LOCALES, LOCALES, english_locale
 from tstitch_dev.examples import EXAMPLES_DIR
 from tstitch_dev.host import PACK_ROOT
 
+pytestmark = pytest.mark.latest_host_only  # files against the node schemas, the same on every host: once a run
+
 HELP_DIR = PACK_ROOT / "web" / "docs"
 TRANSLATIONS = sorted(path.name for path in LOCALES.iterdir() if path.name != "en")
 
