@@ -75,8 +75,6 @@ def class_conds(run_node, name="207 golden retriever"):
 
 
 def denoise_with_pack(model, x, sigma, conditioning):
-    import comfy.conds
-
     context = conditioning[0][0].expand(x.shape[0], -1, -1)
     with torch.inference_mode():
         return model.model.apply_model(x, sigma, c_crossattn=context)
