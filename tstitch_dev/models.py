@@ -8,8 +8,11 @@ what the real models cost per step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -161,38 +164,75 @@ def build_vae(seed: int) -> dict:
 
 def ensure_sd_vae(folder: Path = MODEL_CACHE) -> Path:
     """Path of a random SD VAE as a standalone file (VAELoader's format, as sd-vae-ft-mse's), built once."""
-    path = folder / f"sd-vae-{FACTORY_VERSION}.safetensors"
+    prefix = "first_stage_model."
+    return _built_once(folder / f"sd-vae-{FACTORY_VERSION}.safetensors",
+                       lambda path: _save({k[len(prefix):]: v for k, v in build_vae(1000).items()}, path))
+
+
+@contextlib.contextmanager
+def _building(path: Path):
+    """Held while ``path`` is built: one process at a time (pytest-xdist workers, a demo beside the tests).
+
+    The lock is advisory and only spares a second build of the same file; the files themselves are
+    written under a name of this process's own and renamed into place (``_write``), so a reader never
+    sees a partial one. Where ``fcntl`` is missing (Windows) the build is not locked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.parent / f".{path.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write(path: Path, write) -> Path:
+    """``write(temporary_path)``, then an atomic rename onto ``path``: no other process sees it half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _built_once(path: Path, build) -> Path:
+    """``path``, made by ``build(path)`` unless it exists; concurrent callers build it once between them."""
     if path.exists():
         return path
-    prefix = "first_stage_model."
-    return _save({k[len(prefix):]: v for k, v in build_vae(1000).items()}, path)
+    with _building(path):
+        if not path.exists():  # another process may have built it while this one waited
+            build(path)
+    return path
 
 
 def _save(state_dict: dict, path: Path) -> Path:
     import safetensors.torch
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
     tensors = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state_dict.items()}
-    safetensors.torch.save_file(tensors, str(partial), metadata={"tstitch": "random weights, not a trained model"})
-    partial.rename(path)
-    return path
+    return _write(path, lambda partial: safetensors.torch.save_file(
+        tensors, str(partial), metadata={"tstitch": "random weights, not a trained model"}))
 
 
 def ensure_diffusion_model(spec, folder: Path = MODEL_CACHE) -> Path:
     """Path of ``spec`` (a UNetSpec or WanSpec) saved as a diffusion-model file (UNETLoader's format), built once."""
-    path = folder / spec.file_name
-    if path.exists():
-        return path
-    return _save(build_wan_state_dict(spec) if isinstance(spec, WanSpec) else build_unet_state_dict(spec), path)
+    build = build_wan_state_dict if isinstance(spec, WanSpec) else build_unet_state_dict
+    return _built_once(folder / spec.file_name, lambda path: _save(build(spec), path))
 
 
 def ensure_controlnet(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
     """Path of a random ControlNet for ``spec``'s UNet (ControlNetLoader's format, 3-channel hint), built once."""
-    path = folder / f"controlnet-{spec.file_name}"
-    if path.exists():
-        return path
+    return _built_once(folder / f"controlnet-{spec.file_name}", lambda path: _build_controlnet(spec, path))
+
+
+def _build_controlnet(spec: UNetSpec, path: Path) -> Path:
     import torch
     import comfy.cldm.cldm
     import comfy.ops
@@ -209,9 +249,11 @@ def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_s
     It holds the UNet, a VAE and, unless ``text_encoder_seed`` is None, the family's text encoders.
     """
     tag = "no-text-encoder" if text_encoder_seed is None else f"text-encoder-{text_encoder_seed}"
-    path = folder / f"checkpoint-{tag}-{spec.file_name}"
-    if path.exists():
-        return path
+    return _built_once(folder / f"checkpoint-{tag}-{spec.file_name}",
+                       lambda path: _build_checkpoint(spec, text_encoder_seed, path))
+
+
+def _build_checkpoint(spec: UNetSpec, text_encoder_seed: int | None, path: Path) -> Path:
     state_dict = {f"model.diffusion_model.{k}": v for k, v in build_unet_state_dict(spec).items()}
     state_dict.update(build_vae(spec.seed + 1000))
     if text_encoder_seed is not None:
@@ -267,32 +309,32 @@ def ensure_wan_vae(dim: int = 96, folder: Path = MODEL_CACHE) -> Path:
     96 is the real Wan 2.1 VAE's width: ComfyUI reads it off the weights since 0.8, but 0.3.64
     assumes 96, so a narrower test VAE fails to load there.
     """
-    path = folder / f"tiny-wan-vae-{FACTORY_VERSION}-{dim}.safetensors"
-    if path.exists():
-        return path
-    from comfy.ldm.wan.vae import WanVAE
+    def build(path):
+        from comfy.ldm.wan.vae import WanVAE
 
-    vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                 temperal_downsample=[False, True, True], dropout=0.0)
-    return _save(randomize_(vae, 31), path)
+        vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                     temperal_downsample=[False, True, True], dropout=0.0)
+        return _save(randomize_(vae, 31), path)
+
+    return _built_once(folder / f"tiny-wan-vae-{FACTORY_VERSION}-{dim}.safetensors", build)
 
 
 def ensure_lora(spec: UNetSpec, seed: int, rank: int = 4, folder: Path = MODEL_CACHE) -> Path:
     """Path of a random LoRA (kohya-style keys) on every attention projection of ``spec``'s UNet, built once."""
-    path = folder / f"lora-{seed}-{rank}-{spec.file_name}"
-    if path.exists():
-        return path
-    import torch
+    def build(path):
+        import torch
 
-    generator = torch.Generator().manual_seed(seed)
-    lora = {}
-    for key, weight in build_unet_state_dict(spec).items():
-        if weight.ndim == 2 and (".attn1.to_" in key or ".attn2.to_" in key) and key.endswith(".weight"):
-            name = "lora_unet_" + key[:-len(".weight")].replace(".", "_")
-            lora[f"{name}.lora_down.weight"] = torch.randn(rank, weight.shape[1], generator=generator) * 0.1
-            lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], rank, generator=generator) * 0.1
-            lora[f"{name}.alpha"] = torch.tensor(float(rank))
-    return _save(lora, path)
+        generator = torch.Generator().manual_seed(seed)
+        lora = {}
+        for key, weight in build_unet_state_dict(spec).items():
+            if weight.ndim == 2 and (".attn1.to_" in key or ".attn2.to_" in key) and key.endswith(".weight"):
+                name = "lora_unet_" + key[:-len(".weight")].replace(".", "_")
+                lora[f"{name}.lora_down.weight"] = torch.randn(rank, weight.shape[1], generator=generator) * 0.1
+                lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], rank, generator=generator) * 0.1
+                lora[f"{name}.alpha"] = torch.tensor(float(rank))
+        return _save(lora, path)
+
+    return _built_once(folder / f"lora-{seed}-{rank}-{spec.file_name}", build)
 
 
 @dataclass(frozen=True)
@@ -367,18 +409,14 @@ def ensure_dit(spec: DiTSpec, folder: Path = MODEL_CACHE, suffix: str = ".pt") -
 
     Weights are stored in fp16, the fixed pos_embed table in fp32: rounded to fp16 it would no longer be the
     sin-cos table a reference computes."""
-    path = folder / spec.file_name(suffix)
-    if path.exists():
-        return path
-    import safetensors.torch
-    import torch
+    def build(path):
+        import safetensors.torch
+        import torch
 
-    state_dict = {k: v if k == "pos_embed" else v.half() for k, v in build_dit_state_dict(spec).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    if suffix == ".safetensors":
-        safetensors.torch.save_file(state_dict, str(partial), metadata={"tstitch": "random weights, not a trained model"})
-    else:
-        torch.save(state_dict, partial)
-    partial.rename(path)
-    return path
+        state_dict = {k: v if k == "pos_embed" else v.half() for k, v in build_dit_state_dict(spec).items()}
+        if suffix == ".safetensors":
+            return _write(path, lambda partial: safetensors.torch.save_file(
+                state_dict, str(partial), metadata={"tstitch": "random weights, not a trained model"}))
+        return _write(path, lambda partial: torch.save(state_dict, partial))
+
+    return _built_once(folder / spec.file_name(suffix), build)
