@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -13,8 +14,9 @@ from comfy_api.latest import io, ui
 
 from ..tstitch_core import (SWITCH_BY_STEPS, SWITCH_MODES, SweepRow, format_caption, format_sweep_table, parse_fractions,
                             speedup)
+from ..tstitch_core.report import compute_latent_rel_l2, pick_warmup_fractions
 from ._drawing import draw_grid, draw_tradeoff, to_image_tensor
-from ._fidelity import image_metrics, latent_rel_l2
+from ._fidelity import image_metrics
 from ._patching import get_plan
 from ._schedule import stages_on_schedule
 from ._progress import report_progress_text
@@ -32,25 +34,31 @@ class TStitchFractionSweep(io.ComfyNode):
             description=(
                 "Samples the same seed and prompt once per small_fraction and measures each result against the "
                 "large model alone (f = 0, always sampled): speedup, PSNR, SSIM and latent distance, in a table, "
-                "a labelled grid and a speed/quality plot. Pick your trade-off. For video, images holds every "
-                "frame, the metrics average over frames and the grid shows each video's first frame."),
+                "a labelled grid and a speed/quality plot. Pick your trade-off. An untimed warm-up comes first, "
+                "and decoding waits until the last timed run. For video, images holds every frame, the metrics "
+                "average over frames and the grid shows each video's first frame."),
             inputs=[
                 io.Model.Input("small_model", tooltip="The small model that runs the early steps."),
                 io.Model.Input("large_model", tooltip="The large model that finishes."),
-                io.Vae.Input("vae", tooltip="Decodes each result for the grid."),
+                io.Vae.Input("vae", tooltip="Decodes each result, after the last timed run."),
                 io.String.Input("fractions", default="0, 0.2, 0.4, 0.6, 0.8, 1", tooltip=(
                     "small_fraction values to try, separated by commas or spaces.")),
                 io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS,
                                tooltip="steps or timestep, as on T-Stitch Model Pair."),
                 *ksampler_inputs(),
+                io.Int.Input("repeats", default=1, min=1, max=100, optional=True, tooltip=(
+                    "Timed runs per fraction, the fractions taking turns; the table gives the median. More repeats "
+                    "steady the speedups on a busy machine. An untimed warm-up comes first either way.")),
             ],
             outputs=[io.Image.Output(display_name="images",
                                      tooltip="Every result (every frame of a video), fraction by fraction."),
                      io.Image.Output(display_name="grid", tooltip=(
                          "The results side by side, labelled with speedup and SSIM; a video shows its first frame.")),
                      io.String.Output(display_name="table", tooltip=(
-                         "Per fraction: small steps, seconds, speedup over the large model alone, and PSNR, SSIM "
-                         "and latent relative L2 against its result (video: the mean over frames).")),
+                         "Per fraction: small steps, seconds (the median of the repeats, after an untimed warm-up), "
+                         "speedup over the large model alone, and against its result PSNR (the mean over the images "
+                         "and frames that differ; identical ones are counted apart), SSIM and latent relative L2 (the "
+                         "mean over images and frames).")),
                      io.Image.Output(display_name="tradeoff", tooltip=(
                          "Speedup against SSIM to the large model alone, one point per fraction."))],
             is_output_node=True,
@@ -58,45 +66,36 @@ class TStitchFractionSweep(io.ComfyNode):
 
     @classmethod
     def execute(cls, small_model, large_model, vae, fractions, switch_by, seed, steps, cfg, sampler_name, scheduler,
-                positive, negative, latent_image, denoise) -> io.NodeOutput:
+                positive, negative, latent_image, denoise, repeats=1) -> io.NodeOutput:
         values = parse_fractions(fractions)
-        # f = 0, the large model alone, is every result's reference: sampled first, whether listed or not
+        # f = 0, the large model alone, is every result's reference: sampled whether listed or not
         runs = [0.0] + [f for f in values if f != 0.0]
         models = {f: stitch(small_model, large_model, f, switch_by) for f in runs}  # every check before any step
+        stages = {f: step_stages(models[f], steps, sampler_name, scheduler, denoise) for f in runs}
+        warmup = pick_warmup_fractions({f: set(s) for f, (s, _) in stages.items()})
         latent = comfy.sample.fix_empty_latent_channels(models[0.0], latent_image["samples"])
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
-        # load both models now, so no fraction's time includes loading them
-        comfy.model_management.load_models_gpu([models[0.0], *models[0.0].get_nested_additional_models()])
-        progress = comfy.utils.ProgressBar(len(runs) * steps)
-        results = {}
-        for index, fraction in enumerate(runs):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            report_progress_text(f"T-Stitch sweep: small_fraction {fraction:g} ({index + 1} of {len(runs)})")
 
-            def advance(step, x0, x, total_steps, done=index * steps):
-                progress.update_absolute(done + step + 1)
+        def sample(fraction, callback):
+            return comfy.sample.sample(models[fraction], noise, steps, cfg, sampler_name, scheduler, positive, negative,
+                                       latent, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
+                                       callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
 
-            start = time.perf_counter()
-            samples = comfy.sample.sample(models[fraction], noise, steps, cfg, sampler_name, scheduler, positive,
-                                          negative, latent, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
-                                          callback=advance, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-                                          seed=seed)
-            seconds = time.perf_counter() - start
-            decoded = vae.decode(samples)  # [B, T, H, W, 3] for video latents
-            results[fraction] = (samples, decoded, seconds)
-
-        reference_samples, reference_decoded, reference_seconds = results[0.0]
-        flat = lambda decoded: decoded.reshape(-1, *decoded.shape[-3:])  # frames flattened, as VAEDecode does
+        samples, seconds = time_runs(sample, models, runs, warmup, repeats, steps)
+        # decoding only now: a VAE loaded between timed runs can evict the models, and the next run pays their reload
+        decoded = {f: vae.decode(samples[f]) for f in runs}  # [B, T, H, W, 3] for video latents
+        flat = lambda images: images.reshape(-1, *images.shape[-3:])  # frames flattened, as VAEDecode does
         rows = []
         for fraction in values:
-            samples, decoded, seconds = results[fraction]
-            psnr, ssim = image_metrics(flat(decoded), flat(reference_decoded))
-            small_steps, total = small_steps_of(models[fraction], steps, scheduler, denoise)
-            rows.append(SweepRow(fraction, small_steps, total, seconds, psnr, ssim,
-                                 latent_rel_l2(samples, reference_samples)))
-        batch = torch.cat([flat(results[f][1]) for f in values])
+            psnr, identical, ssim = image_metrics(flat(decoded[fraction]), flat(decoded[0.0]))
+            step_stage, large = stages[fraction]
+            rows.append(SweepRow(fraction, sum(s != large for s in step_stage), len(step_stage), seconds[fraction],
+                                 psnr, ssim, compute_latent_rel_l2(samples[fraction], samples[0.0]), identical,
+                                 flat(decoded[fraction]).shape[0]))
+        reference_seconds = seconds[0.0]
+        batch = torch.cat([flat(decoded[f]) for f in values])
         # one column per fraction, one row per image (or video's first frame) of the latent batch
-        tiles = [results[f][1][:, 0] if results[f][1].ndim == 5 else results[f][1] for f in values]
+        tiles = [decoded[f][:, 0] if decoded[f].ndim == 5 else decoded[f] for f in values]
         per_fraction = tiles[0].shape[0]
         order = [f * per_fraction + b for b in range(per_fraction) for f in range(len(values))]
         captions = [format_caption(rows[i // per_fraction], reference_seconds) for i in order]
@@ -104,12 +103,39 @@ class TStitchFractionSweep(io.ComfyNode):
         tradeoff = to_image_tensor(draw_tradeoff(
             [(r.fraction, speedup(r, reference_seconds), r.ssim) for r in rows],
             "T-Stitch trade-off: speedup and SSIM to the large model alone"))
-        table = format_sweep_table(rows, reference_seconds)
+        table = format_sweep_table(rows, reference_seconds, repeats, warmup)
         return io.NodeOutput(batch, grid, table, tradeoff, ui=ui.PreviewImage(grid, cls=cls))
 
 
-def small_steps_of(stitched, steps: int, scheduler: str, denoise: float) -> tuple[int, int]:
-    """(steps not run by the large model, steps) of the schedule KSampler would run with ``stitched``."""
+def time_runs(sample, models, runs: list[float], warmup: list[float], repeats: int,
+              steps: int) -> tuple[dict, dict]:
+    """({fraction: samples}, {fraction: median seconds}): the warm-up runs untimed, then ``repeats`` rounds of
+    every fraction in turn, so that drift (heat, other loads) reaches them all alike."""
+    # load every model now, so no fraction's time includes loading them
+    comfy.model_management.load_models_gpu([models[0.0], *models[0.0].get_nested_additional_models()])
+    order = [(f, None) for f in warmup] + [(f, r) for r in range(repeats) for f in runs]
+    progress = comfy.utils.ProgressBar(len(order) * steps)
+    samples, seconds = {}, {f: [] for f in runs}
+    for index, (fraction, round_) in enumerate(order):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        report_progress_text(f"T-Stitch sweep: untimed warm-up at small_fraction {fraction:g}" if round_ is None else
+                             f"T-Stitch sweep: small_fraction {fraction:g} ({runs.index(fraction) + 1} of {len(runs)})"
+                             + (f", round {round_ + 1} of {repeats}" if repeats > 1 else ""))
+
+        def advance(step, x0, x, total_steps, done=index * steps):
+            progress.update_absolute(done + step + 1)
+
+        start = time.perf_counter()
+        result = sample(fraction, advance)
+        elapsed = time.perf_counter() - start
+        if round_ is not None:
+            samples.setdefault(fraction, result)
+            seconds[fraction].append(elapsed)
+    return samples, {f: statistics.median(times) for f, times in seconds.items()}
+
+
+def step_stages(stitched, steps: int, sampler_name: str, scheduler: str, denoise: float) -> tuple[list[int], int]:
+    """(the stage of each step of the schedule KSampler would run with ``stitched``, the large model's stage)."""
     plan = get_plan(stitched)
-    _, stages = stages_on_schedule(stitched, plan, steps, scheduler, denoise)
-    return sum(stage != len(plan.stages) for stage in stages), len(stages)
+    _, stages = stages_on_schedule(stitched, plan, steps, sampler_name, scheduler, denoise)
+    return stages, len(plan.stages)

@@ -3,17 +3,79 @@
 import math
 
 import pytest
+import torch
 
 from tstitch_core import SweepRow, format_caption, format_sweep_table
 
 
 def test_the_table_has_a_column_per_figure_and_a_row_per_fraction():
-    rows = [SweepRow(0.0, 0, 20, 10.0, math.inf, 1.0, 0.0), SweepRow(0.4, 8, 20, 8.0, 31.234, 0.91234, 0.1234)]
+    rows = [SweepRow(0.0, 0, 20, 10.0, math.inf, 1.0, 0.0, 5, 5),
+            SweepRow(0.4, 8, 20, 8.0, 31.234, 0.91234, 0.1234, 1, 5)]
     lines = format_sweep_table(rows, reference_seconds=10.0).splitlines()
     assert lines[0].split("  ")[0] == "fraction" and lines[0].endswith("latent rel. L2")
-    assert lines[1].split() == ["0", "0/20", "10.00", "1.00x", "inf", "1.0000", "0.0000"]
-    assert lines[2].split() == ["0.4", "8/20", "8.00", "1.25x", "31.23", "0.9123", "0.1234"]
-    assert len({len(line) for line in lines}) == 1  # aligned
+    assert lines[1].split() == ["0", "0/20", "10.00", "1.00x", "inf", "5/5", "1.0000", "0.0000"]
+    assert lines[2].split() == ["0.4", "8/20", "8.00", "1.25x", "31.23", "1/5", "0.9123", "0.1234"]
+    assert len({len(line) for line in lines[:3]}) == 1  # aligned
+    assert lines[3] == ""  # the notes follow, after an empty line
+    assert "identical: how many are equal to it (PSNR inf) and left out of that mean" in lines[4]
+
+
+@pytest.mark.parametrize("repeats, warmup, note", [
+    (1, [0.8], "seconds: one timed run per fraction, after an untimed warm-up run at small_fraction 0.8; "
+               "decoding waits until the last timed run."),
+    (3, [0.0, 1.0], "seconds: the median of 3 timed runs (the fractions taking turns) per fraction, after an "
+                    "untimed warm-up run at small_fraction 0 and 1; decoding waits until the last timed run.")])
+def test_the_table_says_how_the_seconds_were_timed(repeats, warmup, note):
+    rows = [SweepRow(0.0, 0, 20, 10.0, math.inf, 1.0, 0.0)]
+    assert note in format_sweep_table(rows, 10.0, repeats=repeats, warmup=warmup).splitlines()
+
+
+def test_identical_frames_are_counted_apart_and_the_psnr_is_the_mean_over_the_others():
+    from tstitch_core.report import summarize_psnr
+
+    assert summarize_psnr([30.0, math.inf, 40.0]) == (35.0, 1)  # one identical frame does not make it inf
+    assert summarize_psnr([math.inf, math.inf]) == (math.inf, 2)
+    assert summarize_psnr([25.0]) == (25.0, 0)
+
+
+def test_the_latent_distance_is_the_mean_of_each_video_frame_and_batch_items_own():
+    from tstitch_core.report import compute_latent_rel_l2
+
+    reference = torch.ones(2, 16, 3, 2, 2)  # [B, C, T, H, W], as Wan's latents; each frame's norm is 8
+    samples = reference.clone()
+    samples[0, :, 1] += 1.0  # item 0, frame 1: ||d|| = 8, so 1.0; item 1, frame 2: ||d|| = 4, so 0.5
+    samples[1, :4, 2] += 1.0
+    by_hand = [(samples[b, :, t] - reference[b, :, t]).norm() / reference[b, :, t].norm()
+               for b in range(2) for t in range(3)]
+    assert compute_latent_rel_l2(samples, reference) == pytest.approx(torch.stack(by_hand).mean().item(), rel=1e-6)
+    assert compute_latent_rel_l2(samples, reference) == pytest.approx((1.0 + 0.5) / 6, rel=1e-6)
+    assert compute_latent_rel_l2(samples, reference) != pytest.approx(
+        ((samples - reference).norm() / reference.norm()).item(), rel=1e-3)  # not one global norm
+
+
+def test_the_latent_distance_of_images_is_the_mean_over_the_batch_items():
+    from tstitch_core.report import compute_latent_rel_l2
+
+    reference = torch.stack([torch.full((4, 2, 2), 1.0), torch.full((4, 2, 2), 10.0)])  # norms 4 and 40
+    samples = reference + torch.stack([torch.full((4, 2, 2), 0.5), torch.zeros(4, 2, 2)])  # 2 / 4, then 0
+    assert compute_latent_rel_l2(samples, reference) == pytest.approx(0.25, rel=1e-6)
+
+
+def test_an_all_zero_reference_frame_counts_zero_when_matched_and_inf_otherwise():
+    from tstitch_core.report import compute_latent_rel_l2
+
+    reference = torch.zeros(1, 4, 2, 2, 2)
+    assert compute_latent_rel_l2(reference.clone(), reference) == 0.0
+    assert compute_latent_rel_l2(reference + 1, reference) == math.inf
+
+
+def test_the_warmup_runs_every_model_once_in_as_few_runs_as_it_can():
+    from tstitch_core.report import pick_warmup_fractions
+
+    stages = {0.0: {1}, 0.2: {0, 1}, 0.6: {0, 1}, 1.0: {0}}  # stage 1 is the large model
+    assert pick_warmup_fractions(stages) == [0.6]  # both models; the more small steps, the cheaper
+    assert pick_warmup_fractions({0.0: {1}, 1.0: {0}}) == [1.0, 0.0]
+    assert pick_warmup_fractions({0.0: {2}, 0.3: {0, 2}, 0.7: {0, 1, 2}}) == [0.7]  # a nested pair's three models
 
 
 def test_a_caption_gives_fraction_speedup_and_ssim():

@@ -33,7 +33,7 @@ def test_each_fraction_is_the_same_sampling_as_its_own_ksampler(sweep, small_mod
 
 
 def parse_table(table: str) -> list[dict]:
-    header, *lines = table.splitlines()
+    header, *lines = table.split("\n\n")[0].splitlines()  # the notes follow an empty line
     names = [name.strip() for name in header.split("  ") if name.strip()]
     return [dict(zip(names, line.split())) for line in lines]
 
@@ -62,8 +62,97 @@ def test_each_result_is_measured_against_the_large_model_alone_sampled_even_when
 
 def test_the_large_model_alone_measures_identical_to_itself(sweep):
     row = parse_table(sweep("0, 1")[2])[0]
-    assert (row["fraction"], row["speedup"], row["PSNR dB"], row["SSIM"], row["latent rel. L2"]) == (
-        "0", "1.00x", "inf", "1.0000", "0.0000")
+    assert (row["fraction"], row["speedup"], row["PSNR dB"], row["identical"], row["SSIM"],
+            row["latent rel. L2"]) == ("0", "1.00x", "inf", "1/1", "1.0000", "0.0000")
+
+
+@pytest.fixture
+def sweep_module(node):
+    import sys
+
+    return sys.modules[node("TStitchFractionSweep").__module__]
+
+
+@pytest.fixture
+def timeline(monkeypatch, sweep_module, vae):
+    """Every sampling (by its small_fraction) and decoding in order, on a fake clock that the timer reads: a
+    sampling advances it by the next of ``costs`` (seconds), a decoding not at all."""
+    import types
+
+    import comfy.sample
+
+    log = types.SimpleNamespace(events=[], costs=[], now=0.0)
+    sample, decode = comfy.sample.sample, vae.decode
+
+    def sampling(model, *args, **kwargs):
+        log.events.append(("sample", sweep_module.get_plan(model).stages[0].rule.small_fraction))
+        log.now += log.costs.pop(0) if log.costs else 1.0
+        return sample(model, *args, **kwargs)
+
+    def decoding(samples, *args, **kwargs):
+        log.events.append(("decode", None))
+        return decode(samples, *args, **kwargs)
+
+    monkeypatch.setattr(comfy.sample, "sample", sampling)
+    monkeypatch.setattr(vae, "decode", decoding)
+    monkeypatch.setattr(sweep_module, "time", types.SimpleNamespace(perf_counter=lambda: log.now))
+    return log
+
+
+def test_an_untimed_warmup_runs_first_so_the_reference_pays_no_first_call_costs(sweep, timeline):
+    timeline.costs = [100.0]  # the first sampling pays for lazy kernels, a compile, caches; the others 1 s each
+    table = sweep("0, 0.5, 1")[2]
+    rows = parse_table(table)
+    assert [(row["seconds"], row["speedup"]) for row in rows] == [("1.00", "1.00x")] * 3
+    # one warm-up: 0.5 runs both models, 1 the small one only
+    assert [f for kind, f in timeline.events if kind == "sample"] == [0.5, 0.0, 0.5, 1.0]
+    assert ("seconds: one timed run per fraction, after an untimed warm-up run at small_fraction 0.5; decoding "
+            "waits until the last timed run.") in table.splitlines()
+
+
+def test_the_warmup_runs_each_model_when_no_fraction_runs_both(sweep, timeline):
+    sweep("0, 1")
+    assert [f for kind, f in timeline.events if kind == "sample"][:2] == [1.0, 0.0]  # then the timed 0 and 1
+
+
+def test_decoding_waits_until_every_timed_sampling_is_done(sweep, timeline):
+    sweep("0, 0.5, 1")
+    kinds = [kind for kind, _ in timeline.events]
+    assert kinds == ["sample"] * 4 + ["decode"] * 3
+
+
+def test_repeats_take_turns_and_each_fraction_gets_the_median_of_its_runs(sweep, timeline):
+    # the warm-up, then three rounds of 0, 0.5, 1
+    timeline.costs = [50.0, 10.0, 4.0, 2.0, 30.0, 5.0, 1.0, 20.0, 9.0, 3.0]
+    images, _, table, _ = sweep("0, 0.5, 1", repeats=3)
+    assert [f for kind, f in timeline.events if kind == "sample"] == [0.5] + [0.0, 0.5, 1.0] * 3
+    rows = parse_table(table)
+    assert [(row["seconds"], row["speedup"]) for row in rows] == [("20.00", "1.00x"), ("5.00", "4.00x"),
+                                                                  ("2.00", "10.00x")]
+    assert "the median of 3 timed runs (the fractions taking turns)" in table
+    assert images.shape[0] == 3  # one result per fraction, however many runs
+
+
+def test_an_identical_image_is_counted_apart_and_the_means_are_over_images(sweep, small_model, large_model, stitch,
+                                                                         ksample, vae, run_node, latent):
+    # image 0 of the batch is masked out of denoising, so every fraction returns it unchanged
+    mask = torch.stack([torch.zeros(1, 64, 64), torch.ones(1, 64, 64)])
+    masked = {**latent(batch_size=2), "noise_mask": mask}
+    _, _, table, _ = sweep("0.5", latent_image=masked)
+    row = parse_table(table)[0]
+    reference, samples = (ksample(stitch(small_model, large_model, f), steps=4, latent_image=masked) for f in (0, 0.5))
+    reference_images, images = (run_node("VAEDecode", vae=vae, samples={"samples": s})[0].clamp(0, 1)
+                                for s in (reference, samples))
+    assert torch.equal(images[0], reference_images[0]) and not torch.equal(images[1], reference_images[1])
+    # the PSNR is image 1's alone, finite; one inf does not make the mean inf: image 0 is counted apart
+    mse = ((images[1] - reference_images[1]) ** 2).mean().item()
+    assert float(row["PSNR dB"]) == pytest.approx(10 * math.log10(1 / mse), abs=0.006)
+    assert row["identical"] == "1/2"
+    # the latent distance: image 0 counts 0, image 1 its own relative L2, and the mean of the two
+    assert torch.equal(samples[0], reference[0])
+    own = ((samples[1] - reference[1]).norm() / reference[1].norm()).item()
+    assert float(row["latent rel. L2"]) == pytest.approx(own / 2, abs=6e-5)
+    assert "identical: how many are equal to it (PSNR inf) and left out of that mean" in table
 
 
 def test_grid_has_a_labelled_column_per_fraction_and_a_row_per_image(sweep, latent):
@@ -79,10 +168,11 @@ def test_progress_runs_across_the_whole_sweep(sweep):
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value,
                                                                                                           total)))
     try:
-        sweep("0, 0.5, 1", steps=3)
+        sweep("0, 0.5, 1", steps=3, repeats=2)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
-    assert updates[-1] == (9, 9) and [v for v, _ in updates] == sorted(v for v, _ in updates)
+    # the warm-up (0.5) and two rounds of three fractions, three steps each
+    assert updates[-1] == (21, 21) and [v for v, _ in updates] == sorted(v for v, _ in updates)
 
 
 def test_an_interrupt_stops_the_sweep_and_the_next_one_runs(sweep):
@@ -110,7 +200,8 @@ def test_bad_fraction_lists_are_rejected_with_the_bad_value(sweep, fractions, ba
         sweep(fractions)
 
 
-def test_a_video_sweep_returns_every_frame_and_grids_the_first_frame_of_each_fraction(run_node, load_unet, comfy_host):
+def test_a_video_sweep_returns_every_frame_and_grids_the_first_frame_of_each_fraction(run_node, load_unet, comfy_host,
+                                                                                     stitch):
     import folder_paths
     from tstitch_dev.models import TINY_WAN_HIGH_NOISE, TINY_WAN_LOW_NOISE, ensure_wan_vae
 
@@ -132,6 +223,13 @@ def test_a_video_sweep_returns_every_frame_and_grids_the_first_frame_of_each_fra
     mse = ((images[5:].clamp(0, 1) - images[:5].clamp(0, 1)) ** 2).mean(dim=(1, 2, 3))
     assert float(parse_table(table)[1]["PSNR dB"]) == pytest.approx((10 * torch.log10(1 / mse)).mean().item(),
                                                                       abs=0.006)
+    # and the latent distance the mean of each latent frame's own ([B, 16, T, H, W], T = 2 for 5 frames)
+    reference, samples = (run_node("KSampler", model=stitch(high, low, f, "timestep"), seed=0, steps=2, cfg=5.0,
+                                   sampler_name="euler", scheduler="simple", positive=positive, negative=negative,
+                                   latent_image=video, denoise=1.0)[0]["samples"] for f in (0.0, 1.0))
+    assert reference.shape[:3] == (1, 16, 2)
+    by_frame = [((samples[:, :, t] - reference[:, :, t]).norm() / reference[:, :, t].norm()).item() for t in range(2)]
+    assert float(parse_table(table)[1]["latent rel. L2"]) == pytest.approx(sum(by_frame) / 2, abs=6e-5)
     top = grid.shape[1] - 64  # one row, under its caption
     for column, first_frame in enumerate((0, 5)):
         tile = grid[0, top:, column * 64:(column + 1) * 64]

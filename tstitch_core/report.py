@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Mapping, Sequence
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -12,10 +14,12 @@ class SweepRow:
     fraction: float
     small_steps: int  # steps not run by the large model
     total_steps: int
-    seconds: float
-    psnr: float  # dB against the large model alone; inf when identical
+    seconds: float  # the median of the timed runs
+    psnr: float  # dB against the large model alone, the mean over the frames that differ; inf when none does
     ssim: float
     latent_rel_l2: float
+    identical_frames: int = 0  # images and video frames equal to the large model alone's, left out of psnr
+    frames: int = 1
 
 
 def speedup(row: SweepRow, reference_seconds: float) -> float:
@@ -26,14 +30,55 @@ def format_psnr(psnr: float) -> str:
     return "inf" if math.isinf(psnr) else f"{psnr:.2f}"
 
 
-def format_sweep_table(rows: Sequence[SweepRow], reference_seconds: float) -> str:
-    """One line per fraction, columns aligned: what the sweep's STRING output shows."""
-    header = ("fraction", "small steps", "seconds", "speedup", "PSNR dB", "SSIM", "latent rel. L2")
+def summarize_psnr(per_frame: Sequence[float]) -> tuple[float, int]:
+    """(mean PSNR over the frames that differ, number of identical frames, whose PSNR is inf); inf when all are."""
+    finite = [p for p in per_frame if not math.isinf(p)]
+    return (sum(finite) / len(finite) if finite else math.inf), len(per_frame) - len(finite)
+
+
+def compute_latent_rel_l2(samples: torch.Tensor, reference: torch.Tensor) -> float:
+    """||x - r|| / ||r|| per batch item, and per frame of a video latent [B, C, T, H, W], then the mean; a frame
+    equal to its reference counts 0 (an all-zero one too), one that differs from an all-zero reference inf."""
+    x, r = samples.float(), reference.float()
+    if r.ndim == 5:  # one row per (item, frame)
+        x, r = (t.movedim(2, 1).flatten(0, 1) for t in (x, r))
+    distance, norm = (x - r).flatten(1).norm(dim=1), r.flatten(1).norm(dim=1)
+    return torch.where(distance == 0, torch.zeros_like(distance), distance / norm).mean().item()
+
+
+def pick_warmup_fractions(stages_by_fraction: Mapping[float, Collection[int]]) -> list[float]:
+    """The fractions whose runs, together, run every stage (model) that any fraction runs, picked greedily: the
+    most stages not yet run first, then the larger fraction (more small-model steps, usually cheaper)."""
+    left = set().union(*stages_by_fraction.values())
+    picked = []
+    while left:
+        fraction = max(stages_by_fraction, key=lambda f: (len(left & set(stages_by_fraction[f])), f))
+        picked.append(fraction)
+        left -= set(stages_by_fraction[fraction])
+    return picked
+
+
+def describe_timing(repeats: int, warmup: Sequence[float]) -> str:
+    """The table's note on how the seconds were measured."""
+    runs = "one timed run" if repeats == 1 else f"the median of {repeats} timed runs (the fractions taking turns)"
+    return (f"seconds: {runs} per fraction, after an untimed warm-up run at small_fraction "
+            f"{' and '.join(f'{f:g}' for f in warmup)}; decoding waits until the last timed run.")
+
+
+def format_sweep_table(rows: Sequence[SweepRow], reference_seconds: float, repeats: int = 1,
+                       warmup: Sequence[float] = ()) -> str:
+    """One line per fraction, columns aligned, then notes on the timing and the means: the sweep's STRING output."""
+    header = ("fraction", "small steps", "seconds", "speedup", "PSNR dB", "identical", "SSIM", "latent rel. L2")
     lines = [header] + [(f"{r.fraction:g}", f"{r.small_steps}/{r.total_steps}", f"{r.seconds:.2f}",
-                         f"{speedup(r, reference_seconds):.2f}x", format_psnr(r.psnr), f"{r.ssim:.4f}",
-                         f"{r.latent_rel_l2:.4f}") for r in rows]
+                         f"{speedup(r, reference_seconds):.2f}x", format_psnr(r.psnr),
+                         f"{r.identical_frames}/{r.frames}", f"{r.ssim:.4f}", f"{r.latent_rel_l2:.4f}") for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+    table = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
+    notes = [describe_timing(repeats, warmup) if warmup else None,
+             "PSNR dB: the mean over the images (and video frames) that differ from the large model alone's; "
+             "identical: how many are equal to it (PSNR inf) and left out of that mean; inf: all are.",
+             "SSIM, latent rel. L2: the mean over all images (and frames) against the large model alone's."]
+    return "\n".join(table + [""] + [note for note in notes if note])
 
 
 def format_caption(row: SweepRow, reference_seconds: float) -> str:
