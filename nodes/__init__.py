@@ -2,7 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from .dit import TStitchDiTLoader, TStitchImageNetClass
+from .dit import TStitchDiTLoader, TStitchDiTScheduler, TStitchImageNetClass
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
 from .probe import TStitchAgreementProbe
@@ -13,4 +13,4 @@ from .sweep import TStitchFractionSweep
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
-                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass]
+                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler]

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 
 import comfy.latent_formats
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
+import comfy.model_sampling
 import comfy.supported_models_base
 import comfy.utils
 import torch
@@ -24,8 +26,9 @@ from comfy.ldm.common_dit import pad_to_patch_size
 from comfy.ldm.modules.attention import optimized_attention
 from torch import nn
 
-from ..tstitch_core.dit import (DiTShape, read_dit_shape, sincos_positions, timestep_frequencies,
-                                unwrap_training_checkpoint, TIMESTEP_FREQUENCIES)
+from ..tstitch_core.dit import (DiTShape, compute_respaced_timesteps, guide_leading_channels, read_dit_shape,
+                                sincos_positions, timestep_frequencies, unwrap_training_checkpoint,
+                                TIMESTEP_FREQUENCIES)
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +234,25 @@ def build_dit(shape: DiTShape, state_dict: dict, weight_dtype: torch.dtype | Non
     else:
         model.load_model_weights(state_dict, "")
     return patcher
+
+
+def dit_cfg_function(args: dict) -> torch.Tensor:
+    """ComfyUI's ``sampler_cfg_function`` for DiT's own guidance: the first three latent channels guided, the
+    fourth the class's prediction. ``cond`` and ``uncond`` are x - denoised (sigma times the predicted noise),
+    so guiding them channel by channel guides the noise prediction channel by channel, as DiT's samplers do."""
+    if math.isclose(args["cond_scale"], 1.0):
+        return args["cond"]  # cfg 1: ComfyUI skips the unconditional pass
+    return guide_leading_channels(args["cond"], args["uncond"], args["cond_scale"])
+
+
+def dit_sigmas(model_sampling, steps: int) -> torch.Tensor:
+    """The sigmas of DiT's respaced timesteps (``compute_respaced_timesteps``) on this model's own 1000-step
+    table, then 0: the last step goes from t = 0 to the clean image, as DDIM's does."""
+    if (not isinstance(model_sampling, comfy.model_sampling.ModelSamplingDiscrete)
+            or isinstance(model_sampling, comfy.model_sampling.ModelSamplingDiscreteEDM)):
+        raise ValueError(
+            f"DiT Scheduler: this model samples with {type(model_sampling).__name__}, not a table of discrete "
+            "timesteps (DiT, SD1.x, SDXL), so DiT's timesteps mean nothing for it. Use BasicScheduler.")
+    table = model_sampling.sigmas.float().cpu()
+    timesteps = compute_respaced_timesteps(steps, len(table))
+    return torch.cat([table[timesteps], table.new_zeros(1)])

@@ -8,10 +8,12 @@ from comfy_api.latest import io
 from torchvision.models import ResNet50_Weights
 
 from ..tstitch_core.dit import NULL_CLASS
-from ._dit import load_dit
+from ._dit import dit_cfg_function, dit_sigmas, load_dit
 from ._schema import schema
 
 WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+# which latent channels classifier-free guidance acts on: DiT's own samplers guide three of the four
+CFG_CHANNELS = ["first 3 (DiT)", "all 4"]
 
 
 def imagenet_class_names() -> list[str]:
@@ -46,15 +48,45 @@ class TStitchDiTLoader(io.ComfyNode):
                                tooltip="A DiT checkpoint in models/diffusion_models."),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default", tooltip=(
                     "default: what ComfyUI's model management picks for this device (fp16 on most GPUs).")),
+                io.Combo.Input("cfg_channels", options=CFG_CHANNELS, default=CFG_CHANNELS[0], optional=True, tooltip=(
+                    "first 3 (DiT): classifier-free guidance on latent channels 1 to 3, the 4th left as the class "
+                    "predicts it, as DiT's and T-Stitch's own samplers guide. all 4: ComfyUI's usual guidance.")),
             ],
             outputs=[io.Model.Output(tooltip="The DiT, on SD's VAE latents (4 channels, 1/8 size) with "
                                              "the linear 1000-step beta schedule it was trained on.")],
         )
 
     @classmethod
-    def execute(cls, dit_name, weight_dtype="default") -> io.NodeOutput:
+    def execute(cls, dit_name, weight_dtype="default", cfg_channels=CFG_CHANNELS[0]) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("diffusion_models", dit_name)
-        return io.NodeOutput(load_dit(path, WEIGHT_DTYPES[weight_dtype]))
+        model = load_dit(path, WEIGHT_DTYPES[weight_dtype])
+        if cfg_channels == CFG_CHANNELS[0]:
+            model.set_model_sampler_cfg_function(dit_cfg_function)
+        return io.NodeOutput(model)
+
+
+class TStitchDiTScheduler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="TStitchDiTScheduler",
+            display_name="DiT Scheduler (T-Stitch)",
+            search_aliases=["dit", "timesteps", "respacing", "ddim", "scheduler", "sigmas", "t-stitch"],
+            description=(
+                "The timesteps DiT's and T-Stitch's own samplers take (100 steps: t = 999, 989, ..., 10, 0, "
+                "evenly strided and rounded), as SIGMAS for SamplerCustom or SamplerCustomAdvanced. With the "
+                "ddim sampler and the DiT loader's 3-channel guidance this is their DDIM sampling."),
+            inputs=[
+                io.Model.Input("model", tooltip="The DiT (or a pair of DiTs): its 1000-step table gives the sigmas."),
+                io.Int.Input("steps", default=100, min=1, max=1000, tooltip=(
+                    "Sampling steps; t runs from 999 down to 0 in steps - 1 even strides, each rounded.")),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="steps + 1 sigmas, the last 0.")],
+        )
+
+    @classmethod
+    def execute(cls, model, steps) -> io.NodeOutput:
+        return io.NodeOutput(dit_sigmas(model.get_model_object("model_sampling"), steps))
 
 
 class TStitchImageNetClass(io.ComfyNode):

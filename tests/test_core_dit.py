@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from tstitch_core.dit import read_dit_shape, sincos_positions, timestep_frequencies, unwrap_training_checkpoint
+from tstitch_core.dit import (compute_respaced_timesteps, guide_leading_channels, read_dit_shape, sincos_positions,
+                              timestep_frequencies, unwrap_training_checkpoint)
 from tstitch_dev.models import DIT_XL_2, TINY_DIT_S, DiTSpec, dit_tensor_shapes
 
 
@@ -43,3 +44,26 @@ def test_training_checkpoints_give_their_ema_weights():
     assert unwrap_training_checkpoint({"model": {"a": 1}}) == {"a": 1}
     plain = {"x_embedder.proj.weight": 0}
     assert unwrap_training_checkpoint(plain) is plain
+
+
+def test_respaced_timesteps_are_dits_own_for_100_and_50_steps():
+    # space_timesteps(1000, "100") and (1000, "50") of DiT's diffusion/respace.py, largest first
+    hundred = compute_respaced_timesteps(100)
+    assert hundred[:6] == [999, 989, 979, 969, 959, 949] and hundred[-6:] == [50, 40, 30, 20, 10, 0]
+    assert hundred[39:41] == [605, 595]  # the 40th and 41st: T-Stitch at 0.4 switches between them (t / 1000 >= 0.6)
+    assert hundred == [round(i * 999 / 99) for i in range(99, -1, -1)]
+    fifty = compute_respaced_timesteps(50)
+    assert fifty[:4] == [999, 979, 958, 938] and fifty[-4:] == [61, 41, 20, 0]
+    assert compute_respaced_timesteps(1) == [0] and compute_respaced_timesteps(1000) == list(range(999, -1, -1))
+
+
+def test_more_respaced_steps_than_timesteps_is_refused():
+    with pytest.raises(ValueError, match="1001 steps of a 1000-step schedule"):
+        compute_respaced_timesteps(1001)
+
+
+def test_guidance_on_the_leading_channels_leaves_the_rest_to_the_conditional_prediction():
+    cond, uncond = torch.full((1, 4, 2, 2), 3.0), torch.full((1, 4, 2, 2), 1.0)
+    guided = guide_leading_channels(cond, uncond, 4.0)
+    assert guided[0, :, 0, 0].tolist() == [9.0, 9.0, 9.0, 3.0]
+    assert guide_leading_channels(cond, uncond, 4.0, channels=4)[0, :, 0, 0].tolist() == [9.0] * 4

@@ -64,8 +64,9 @@ def load_dit(comfy_host, run_node):
 
     folder_paths.add_model_folder_path("diffusion_models", str(MODEL_CACHE))
 
-    def load(spec, suffix=".pt", weight_dtype="fp32"):
-        return run_node("TStitchDiTLoader", dit_name=ensure_dit(spec, suffix=suffix).name, weight_dtype=weight_dtype)[0]
+    def load(spec, suffix=".pt", weight_dtype="fp32", cfg_channels="first 3 (DiT)"):
+        return run_node("TStitchDiTLoader", dit_name=ensure_dit(spec, suffix=suffix).name, weight_dtype=weight_dtype,
+                        cfg_channels=cfg_channels)[0]
 
     return load
 
@@ -177,17 +178,33 @@ def sample_dit(run_node, dit_latent):
     return sample
 
 
+def dit_cfg_denoiser(model, positive, negative, cfg, channels=3):
+    """D(x, sigma) from BaseModel.apply_model with DiT's guidance written out: the first ``channels`` channels
+    guided, the rest the class's prediction (cond and uncond in separate passes; none of the pack's CFG code)."""
+    base_model = model.model
+
+    def denoise(x, sigma):
+        s = sigma.expand(x.shape[0])
+        cond = base_model.apply_model(x, s, c_crossattn=positive.expand(x.shape[0], -1, -1))
+        uncond = base_model.apply_model(x, s, c_crossattn=negative.expand(x.shape[0], -1, -1))
+        guided = cond.clone()
+        guided[:, :channels] = uncond[:, :channels] + (cond[:, :channels] - uncond[:, :channels]) * cfg
+        return guided
+
+    return denoise
+
+
 def hand_loop(models, fractions, run_node, dit_latent):
-    """Euler over each model's own CFG denoiser, each step's model picked by the official DiT rule
-    (t / T >= 1 - fraction) on the step's own sigma: none of the pack's routing code runs."""
+    """Euler over each model's own denoiser with DiT's 3-channel guidance, each step's model picked by the DiT
+    rule as the pack reads it (t / T >= 1 - fraction) on the step's own sigma: none of the pack's routing runs."""
     import comfy.model_management
     import comfy.sample
     import comfy.samplers
-    from tstitch_dev.testing import cfg_denoiser, euler
+    from tstitch_dev.testing import euler
 
     comfy.model_management.load_models_gpu(models)
     positive, negative = (c[0][0] for c in class_conds(run_node))
-    denoisers = [cfg_denoiser(m, positive, negative, DIT_CFG) for m in models]
+    denoisers = [dit_cfg_denoiser(m, positive, negative, DIT_CFG) for m in models]
     model_sampling = models[-1].get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(model_sampling, "normal", DIT_STEPS)
     t_max = float(model_sampling.timestep(model_sampling.sigma_max))
@@ -249,6 +266,114 @@ def test_s_b_xl_matches_a_hand_loop(dits, stitch, run_node, sample_dit, dit_late
     assert all(d in per_step for d in denoisers)
     nested = stitch(stitch(dits["S"], dits["B"], 0.4, "timestep"), dits["XL"], 0.8, "timestep")
     assert_close_to(sample_dit(nested), expected)
+
+
+# --- DiT's own sampler: DDIM over its respaced timesteps, guidance on three of four channels -------------------
+
+OFFICIAL_STEPS = 100
+# the timesteps DiT's and T-Stitch's samplers take for 100 steps of 1000 (improved-diffusion's respacing,
+# space_timesteps(1000, "100"): i * 999 / 99, rounded)
+OFFICIAL_TIMESTEPS = [round(i * 999 / 99) for i in range(OFFICIAL_STEPS - 1, -1, -1)]
+# the pack against the official DDIM update, both in fp32: max |difference| / max |x_0| measured 1.2e-6 (3
+# channels) and 1.5e-6 (all 4) on the CPU; guiding all 4 against the official sampler differs by 0.11
+OFFICIAL_RTOL = 1e-5
+
+
+def official_ddim(models, fraction, noise, positive, negative, cfg, guided_channels=3):
+    """DDIM (eta 0, Song et al. 2021, eq. 12) as DiT's and T-Stitch's samplers run it, in their own variables:
+    x_t = sqrt(alphabar_t) x_0 + sqrt(1 - alphabar_t) eps from x_T = ``noise``, over OFFICIAL_TIMESTEPS, the last
+    step to alphabar = 1; eps guided on its first ``guided_channels`` channels (the rest the class's); models[0]
+    for t / 1000 >= 1 - fraction, T-Stitch's rule, else models[1]. The coefficients are computed in float64 from
+    the linear betas and applied in float32, as there. Only the networks come from the pack."""
+    import comfy.model_management
+
+    comfy.model_management.load_models_gpu(models)
+    alphas_cumprod = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), dim=0)
+    x, ran = noise.clone(), []
+    for i, t in enumerate(OFFICIAL_TIMESTEPS):
+        model = models[0] if t / 1000 >= 1 - fraction else models[1]
+        ran.append(model)
+        network = model.model.diffusion_model
+        timesteps = torch.full((x.shape[0],), float(t))
+        with torch.no_grad():
+            cond, uncond = (network(x, timesteps, context=c.expand(x.shape[0], -1, -1)) for c in (positive, negative))
+        eps = cond.clone()
+        k = guided_channels
+        eps[:, :k] = uncond[:, :k] + cfg * (cond[:, :k] - uncond[:, :k])
+        alphabar = alphas_cumprod[t]
+        last = i + 1 == len(OFFICIAL_TIMESTEPS)
+        alphabar_prev = torch.tensor(1.0, dtype=torch.float64) if last else alphas_cumprod[OFFICIAL_TIMESTEPS[i + 1]]
+        recip, recipm1 = (1 / alphabar).sqrt().float(), (1 / alphabar - 1).sqrt().float()
+        x0 = recip * x - recipm1 * eps
+        eps = (recip * x - x0) / recipm1
+        x = x0 * alphabar_prev.sqrt().float() + (1 - alphabar_prev).sqrt().float() * eps
+    return x, ran
+
+
+def sample_like_the_official_sampler(run_node, model, dit_latent, cfg=DIT_CFG):
+    """SamplerCustom with the ddim sampler and DiT Scheduler's 100 steps: x_0 in DiT's latent scale (ComfyUI
+    returns latents divided by SD's 0.18215)."""
+    positive, negative = class_conds(run_node)
+    samples = run_node("SamplerCustom", model=model, add_noise=True, noise_seed=0, cfg=cfg, positive=positive,
+                       negative=negative, sampler=run_node("KSamplerSelect", sampler_name="ddim")[0],
+                       sigmas=run_node("TStitchDiTScheduler", model=model, steps=OFFICIAL_STEPS)[0],
+                       latent_image=dit_latent)[0]["samples"]
+    return model.model.process_latent_in(samples)
+
+
+def official_noise(dit_latent):
+    import comfy.sample
+
+    return comfy.sample.prepare_noise(dit_latent["samples"], 0)  # ComfyUI's noise for seed 0: x_T of both
+
+
+def assert_equal_in_fp32(actual, expected):
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=0, atol=OFFICIAL_RTOL * scale)
+
+
+def test_dit_scheduler_gives_the_official_timesteps(dits, run_node):
+    model_sampling = dits["XL"].get_model_object("model_sampling")
+    sigmas = run_node("TStitchDiTScheduler", model=dits["XL"], steps=OFFICIAL_STEPS)[0]
+    assert len(sigmas) == OFFICIAL_STEPS + 1 and sigmas[-1] == 0
+    assert model_sampling.timestep(sigmas[:-1]).tolist() == OFFICIAL_TIMESTEPS
+    assert OFFICIAL_TIMESTEPS[:3] == [999, 989, 979] and OFFICIAL_TIMESTEPS[-3:] == [20, 10, 0]
+    assert float(sigmas[0]) == float(model_sampling.sigma_max)  # so ComfyUI scales the noise to x_T exactly
+
+
+def test_the_pair_splits_the_official_timesteps_as_t_stitch_does_at_40_percent(dits, stitch, run_node, dit_latent,
+                                                                             tag, calls):
+    # the pack reads t / 999 >= 0.6, T-Stitch t / 1000 >= 0.6: no integer t lies between 599.4 and 600
+    pair = stitch(tag(dits["S"], "S"), tag(dits["XL"], "X"), 0.4, "timestep")
+    sample_like_the_official_sampler(run_node, pair, dit_latent)
+    model_sampling = dits["XL"].get_model_object("model_sampling")
+    ran = [(name, int(model_sampling.timestep(torch.tensor([sigma])))) for name, sigma in calls]
+    assert [t for _, t in ran] == OFFICIAL_TIMESTEPS  # one call per step: cond and uncond batched
+    assert [name for name, _ in ran] == ["S" if t / 1000 >= 0.6 else "X" for t in OFFICIAL_TIMESTEPS]
+    assert calls.names() == "S" * 40 + "X" * 60 and ran[39][1] == 605 and ran[40][1] == 595
+
+
+def test_dit_s_to_xl_at_40_percent_is_the_official_t_stitch_ddim_sampler(dits, stitch, run_node, dit_latent):
+    positive, negative = (c[0][0] for c in class_conds(run_node))
+    expected, ran = official_ddim([dits["S"], dits["XL"]], 0.4, official_noise(dit_latent), positive, negative,
+                                  DIT_CFG)
+    assert ran.count(dits["S"]) == 40
+    actual = sample_like_the_official_sampler(run_node, stitch(dits["S"], dits["XL"], 0.4, "timestep"), dit_latent)
+    assert_equal_in_fp32(actual, expected)
+
+
+def test_guiding_all_four_channels_is_switchable_and_is_not_the_official_sampler(load_dit, stitch, run_node,
+                                                                                dit_latent):
+    from tstitch_dev.models import TINY_DIT_S, TINY_DIT_XL
+
+    small, large = (load_dit(spec, weight_dtype="default", cfg_channels="all 4") for spec in (TINY_DIT_S, TINY_DIT_XL))
+    actual = sample_like_the_official_sampler(run_node, stitch(small, large, 0.4, "timestep"), dit_latent)
+    positive, negative = (c[0][0] for c in class_conds(run_node))
+    noise = official_noise(dit_latent)
+    all_four, _ = official_ddim([small, large], 0.4, noise, positive, negative, DIT_CFG, guided_channels=4)
+    assert_equal_in_fp32(actual, all_four)
+    official, _ = official_ddim([small, large], 0.4, noise, positive, negative, DIT_CFG)
+    assert (actual - official).abs().max() > 100 * OFFICIAL_RTOL * official.abs().max()
 
 
 # --- refusals -------------------------------------------------------------------------------------------------

@@ -130,3 +130,25 @@ def timestep_frequencies(timesteps: torch.Tensor, channels: int = TIMESTEP_FREQU
     frequencies = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
     angles = timesteps[:, None].float() * frequencies[None]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def compute_respaced_timesteps(steps: int, num_timesteps: int = 1000) -> list[int]:
+    """The ``steps`` timesteps, largest first, that DiT's samplers (improved-diffusion's respacing, one section)
+    keep of ``num_timesteps``: evenly strided from 0 to ``num_timesteps - 1``, each rounded to the nearest integer.
+    For 100 of 1000: 999, 989, ..., 20, 10, 0 (strides of 10 and 11)."""
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"DiT timesteps: {steps} steps of a {num_timesteps}-step schedule is not possible; "
+                         f"pick 1 to {num_timesteps} steps.")
+    stride = (num_timesteps - 1) / (steps - 1) if steps > 1 else 1
+    taken, position = [], 0.0
+    for _ in range(steps):
+        taken.append(round(position))  # python's round, the stride summed up step by step, as the reference does
+        position += stride
+    return taken[::-1]
+
+
+def guide_leading_channels(cond: torch.Tensor, uncond: torch.Tensor, scale: float, channels: int = 3) -> torch.Tensor:
+    """Classifier-free guidance on the first ``channels`` channels only, the rest the conditional prediction's,
+    as DiT's published samplers guide (``forward_with_cfg``: three of the four latent channels)."""
+    guided = uncond[:, :channels] + (cond[:, :channels] - uncond[:, :channels]) * scale
+    return torch.cat([guided, cond[:, channels:]], dim=1)
