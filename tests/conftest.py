@@ -6,6 +6,7 @@ A missing host is an error in every test that needs it, never a skip.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,46 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tstitch_dev.testing import CFG, STEPS, CallLog  # noqa: E402
+
+
+# Under pytest-xdist (``./tstitch test`` runs ``-n auto --dist loadfile``) each worker is a process of its own
+# with its own in-process ComfyUI, server and browser; the model files they share are built under a lock.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    # torch's threads split the cores between the workers (before torch is imported, and so for the servers
+    # they start): workers of a core's worth of threads each would take turns on every core
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ["OMP_NUM_THREADS"] = str(max(1, cores // WORKERS))
+# test files that share a session fixture too costly to have on every worker: the server (and its memory)
+SHARED_WORKER = {"tests/test_server.py": "server", "tests/test_browser.py": "server"}
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks, when it is installed
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: no workers when the tests named are all in one file (it would run on one worker anyway,
+    after the others had started and booted ComfyUI for nothing); else pytest-xdist's count, one per core."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    files = {arg.split("::")[0] for arg in config.args}
+    if len(files) == 1 and Path(config.invocation_params.dir, *files).is_file():
+        return 0
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, each file whole on one worker (its module fixtures built once), most tests first,
+    with the files in SHARED_WORKER on one worker between them."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SHARED_WORKER.get(scope, scope)
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
