@@ -67,3 +67,21 @@ def test_guidance_on_the_leading_channels_leaves_the_rest_to_the_conditional_pre
     guided = guide_leading_channels(cond, uncond, 4.0)
     assert guided[0, :, 0, 0].tolist() == [9.0, 9.0, 9.0, 3.0]
     assert guide_leading_channels(cond, uncond, 4.0, channels=4)[0, :, 0, 0].tolist() == [9.0] * 4
+
+
+def test_the_timestep_rule_splits_dits_100_steps_as_t_stitch_does_but_where_its_float_test_falls_short():
+    from tstitch_core.schedule import SwitchRule, compute_switch_point
+
+    timesteps = compute_respaced_timesteps(100)
+    differ = {}
+    for k in range(1, 1000):
+        fraction = round(k * 0.001, 3)  # the pair's widget steps by 0.001
+        point = compute_switch_point(SwitchRule(fraction, "timestep"), [], timestep_max=999)
+        ours = [t >= point.threshold for t in timesteps]  # the pack: t / 999 >= 1 - f, T = 999
+        theirs = [t / 1000 >= 1 - fraction for t in timesteps]  # NVlabs T-Stitch's TStitch.forward_with_cfg
+        if ours != theirs:
+            differ[fraction] = [t for t, a, b in zip(timesteps, ours, theirs) if a != b]
+    assert not {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9} & set(differ)
+    # t = 1000 (1 - f) exactly, which 1 - f in binary floating point can exceed: the pack gives it to the small model
+    assert len(differ) == 17 and differ[0.95] == [50] and differ[0.99] == [10]
+    assert all(len(ts) == 1 and abs(ts[0] - 1000 * (1 - f)) < 1e-9 for f, ts in differ.items())

@@ -143,24 +143,28 @@ _WAN_LINKS = [("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "nega
               ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
 
 def _dit_loader(key, file_name, title):
-    return Node(key, "TStitchDiTLoader", LOADERS, {"dit_name": file_name, "weight_dtype": "default"}, title)
+    return Node(key, "TStitchDiTLoader", LOADERS, {"dit_name": file_name, "weight_dtype": "default",
+                                                   "cfg_channels": "first 3 (DiT)"}, title)
 
 
 def _dit_class_and_output(filename_prefix):
-    """ImageNet class, 256x256 latent, the SD VAE, decode and save: what every DiT example shares."""
+    """ImageNet class, 256x256 latent, the SD VAE, DiT's own DDIM (100 of its timesteps, cfg 4 on three
+    channels, set by the loader), decode and save: what every DiT example shares."""
     return [
         Node("class", "TStitchImageNetClass", MIDDLE, {"class_name": "207 golden retriever"}),
         _empty_latent(256),
         Node("vae", "VAELoader", LOADERS, {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}),
-        Node("sampler", "KSampler", SAMPLER, {
-            "seed": 0, "control_after_generate": "fixed", "steps": 100, "cfg": 4.0, "sampler_name": "ddim",
-            "scheduler": "ddim_uniform", "denoise": 1.0}),
+        Node("select", "KSamplerSelect", MIDDLE, {"sampler_name": "ddim"}),
+        Node("schedule", "TStitchDiTScheduler", MIDDLE, {"steps": 100}),
+        Node("sampler", "SamplerCustom", SAMPLER, {
+            "add_noise": True, "noise_seed": 0, "control_after_generate": "fixed", "cfg": 4.0}),
         Node("decode", "VAEDecode", DECODE),
         Node("save", "SaveImage", SAVE, {"filename_prefix": filename_prefix}),
     ]
 
 
 _DIT_LINKS = [("class", 0, "sampler", "positive"), ("class", 1, "sampler", "negative"),
+              ("select", 0, "sampler", "sampler"), ("schedule", 0, "sampler", "sigmas"),
               ("latent", 0, "sampler", "latent_image"), ("sampler", 0, "decode", "samples"),
               ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
 
@@ -308,7 +312,7 @@ EXAMPLES = [
         "dit_s_to_xl_40",
         [_dit_loader("small", "dit_s_256.pt", "Small: DiT-S/2"), _dit_loader("large", "DiT-XL-2-256x256.pt", "Large: DiT-XL/2"),
          _timestep_pair("pair", 0.4, "T-Stitch: DiT-S takes t/T >= 0.6"), *_dit_class_and_output("tstitch_dit")],
-        [*_PAIR_LINKS, *_DIT_LINKS],
+        [*_PAIR_LINKS, ("pair", 0, "schedule", "model"), *_DIT_LINKS],
     ),
     Example(
         "dit_s_b_xl_40_40_20",
@@ -317,7 +321,8 @@ EXAMPLES = [
          _timestep_pair("inner", 0.4, "Pair: DiT-S 40%, DiT-B 40%"),
          _timestep_pair("outer", 0.8, "Pair: DiT-XL takes the last 20%"), *_dit_class_and_output("tstitch_dit_sbxl")],
         [("small", 0, "inner", "small_model"), ("base", 0, "inner", "large_model"), ("inner", 0, "outer", "small_model"),
-         ("large", 0, "outer", "large_model"), ("outer", 0, "sampler", "model"), *_DIT_LINKS],
+         ("large", 0, "outer", "large_model"), ("outer", 0, "sampler", "model"), ("outer", 0, "schedule", "model"),
+         *_DIT_LINKS],
     ),
     Example(
         "wan22_a14b_t2v_experts",
