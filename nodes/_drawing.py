@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 # Okabe-Ito colours, told apart with colour-blindness too; the large model's is the last used
 STAGE_COLORS = [(86, 180, 233), (0, 158, 115), (204, 121, 167), (240, 228, 66), (230, 159, 0)]
 BACKGROUND, FOREGROUND, GRID = (28, 28, 32), (235, 235, 235), (70, 70, 78)
+NAN_COLOR = (213, 94, 0)  # Okabe-Ito vermillion, used for nothing else
 
 
 def stage_color(index: int, count: int) -> tuple[int, int, int]:
@@ -124,7 +125,7 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
     left, right, top = 64, width - 24, 44
     bottom = height - 28 - 22 * len(legend)
     draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
-    low = min(0.0, min_agreement, *(c for stage in cosines for c in stage))
+    low = min(0.0, min_agreement, *(c for stage in cosines for c in stage if math.isfinite(c)))
     span = 1.0 - low
     steps = len(cosines[0])
 
@@ -139,16 +140,21 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
     if len(cosines) == 1:
         for step, cosine in enumerate(cosines[0]):
             x = left + step * bar
-            draw.rectangle([x + 1, min(y_of(cosine), bottom - 2), x + bar - 1, bottom],
-                           fill=stage_color(model_of_step[step], len(legend)))
+            if math.isfinite(cosine):
+                draw.rectangle([x + 1, min(y_of(cosine), bottom - 2), x + bar - 1, bottom],
+                               fill=stage_color(model_of_step[step], len(legend)))
     else:
         for index, stage in enumerate(cosines):
             points = [(left + (step + 0.5) * bar, y_of(cosine)) for step, cosine in enumerate(stage)]
             color = stage_color(index, len(legend))
-            if len(points) > 1:
-                draw.line(points, fill=color, width=3)
-            for x, y in points:
-                draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+            for run in _finite_runs(points):  # a NaN step breaks the curve
+                if len(run) > 1:
+                    draw.line(run, fill=color, width=3)
+                for x, y in run:
+                    draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+    for step in range(steps):  # no agreement to draw: a prediction was NaN or inf
+        if not all(math.isfinite(stage[step]) for stage in cosines):
+            draw.text((left + (step + 0.5) * bar - 12, bottom - 24), "NaN", fill=NAN_COLOR, font=_font(13))
         for step, model in enumerate(model_of_step):  # after the curves, so that none hides it
             x = left + step * bar
             draw.rectangle([x + 1, bottom - 6, x + bar - 1, bottom], fill=stage_color(model, len(legend)))
@@ -158,3 +164,13 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
     draw.text((right - 150, threshold - 18), f"min_agreement {min_agreement:g}", fill=FOREGROUND, font=_font(13))
     _draw_steps_axis_and_legend(draw, left, right, bottom, steps, legend)
     return image
+
+
+def _finite_runs(points: list[tuple[float, float]]) -> list[list[tuple[float, float]]]:
+    runs = [[]]
+    for point in points:
+        if math.isfinite(point[1]):
+            runs[-1].append(point)
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]

@@ -27,8 +27,16 @@ def stage_of_each_step(plan, model_sampling, sigmas: list[float]) -> list[int]:
     return assign_steps(switch_points(plan, model_sampling, sigmas), sigmas, timestep_function(model_sampling))
 
 
-def stages_on_schedule(stitched, plan, steps: int, scheduler: str, denoise: float) -> tuple[list[float], list[int]]:
+def sampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float) -> torch.Tensor:
+    """The sigmas KSampler samples for these settings, on the CPU: with the sampler, since dpm_2, dpm_2_ancestral,
+    uni_pc and uni_pc_bh2 run a schedule of steps + 1 with the penultimate sigma left out."""
+    return comfy.samplers.KSampler(model, steps, "cpu", sampler=sampler_name, scheduler=scheduler,
+                                   denoise=denoise).sigmas
+
+
+def stages_on_schedule(stitched, plan, steps: int, sampler_name: str, scheduler: str,
+                       denoise: float) -> tuple[list[float], list[int]]:
     """(sigmas, stage of each step) of the schedule KSampler would run with ``stitched``; the stitched model
     itself, the last stage, is index len(plan.stages)."""
-    sigmas = comfy.samplers.KSampler(stitched, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas.tolist()
+    sigmas = sampler_sigmas(stitched, steps, sampler_name, scheduler, denoise).tolist()
     return sigmas, stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)

@@ -43,6 +43,10 @@ class TStitchSchedulePreview(io.ComfyNode):
                                tooltip="The sampler's scheduler."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="The sampler's denoise: below 1, only the last part of the schedule runs."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler",
+                               optional=True, tooltip=(
+                                   "The sampler: dpm_2, dpm_2_ancestral, uni_pc and uni_pc_bh2 run a schedule of "
+                                   "steps + 1 with the next-to-last sigma left out, so their steps fall elsewhere.")),
             ],
             outputs=[io.Image.Output(display_name="plot", tooltip="The schedule, coloured by model."),
                      io.String.Output(display_name="summary", tooltip="Each model's steps, in words.")],
@@ -50,10 +54,10 @@ class TStitchSchedulePreview(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, steps, scheduler, denoise, model=None, guider=None) -> io.NodeOutput:
+    def execute(cls, steps, scheduler, denoise, model=None, guider=None, sampler_name="euler") -> io.NodeOutput:
         stitched = stitched_model_of(model, guider)
         plan = get_plan(stitched)
-        sigmas, stages = stages_on_schedule(stitched, plan, steps, scheduler, denoise)
+        sigmas, stages = stages_on_schedule(stitched, plan, steps, sampler_name, scheduler, denoise)
         if len(sigmas) < 2:
             raise ValueError(f"denoise {denoise} leaves no steps to preview.")
         patchers = [stage.patcher for stage in plan.stages] + [stitched]

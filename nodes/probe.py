@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ from ._drawing import draw_agreement, to_image_tensor
 from ._model_facts import check_stitchable
 from ._patching import unstitched_models
 from ._run import model_label
-from ._schedule import timestep_function, timestep_max
+from ._schedule import sampler_sigmas, timestep_function, timestep_max
 from ._schema import TWO_MODEL_ALIASES, schema
 from .stitch import ksampler_inputs
 
@@ -85,47 +86,134 @@ class Settings(NamedTuple):
     seed: int
 
 
+# samplers that step on a schedule of their own between the first and last sigma, so no step lines up with one of
+# the schedule the probe reports (the other samplers are checked call by call while sampling)
+OWN_SCHEDULE_SAMPLERS = ("dpm_fast", "dpm_adaptive")
+
+
+def refuse_unprobeable(sampler_name: str, sigmas: torch.Tensor, denoise: float) -> None:
+    if sampler_name in OWN_SCHEDULE_SAMPLERS:
+        raise ValueError(
+            f"T-Stitch Agreement Probe: the {sampler_name} sampler evaluates the model at sigmas of its own, not at "
+            f"the scheduler's steps, so there is no step to compare the models at. Probe with another sampler "
+            f"(euler, dpmpp_2m, ...): where two models agree depends on the sigmas, not much on the sampler.")
+    if len(sigmas) < 2:
+        raise ValueError(f"T-Stitch Agreement Probe: denoise {denoise:g} leaves no step to probe. Set denoise above 0.")
+
+
+@dataclass
+class VisitedStep:
+    """Where the large model's trajectory passed at one step: the x and sigma of the model call the step took its
+    prediction from, and that prediction (with CFG); kept on ComfyUI's intermediate device between passes."""
+
+    x: torch.Tensor
+    sigma: torch.Tensor  # as the sampler passed it, one per batch item
+    x0: torch.Tensor
+
+
+class StepRecorder:
+    """Records, for each step of ``sigmas``, the model call that step's prediction came from: the last call at the
+    step's sigma before the sampler reports the step. Second-order samplers also call the model at the next sigma
+    on a trial x (Heun), and uni_pc reports a step after moving x on, so neither the first call at a sigma nor the
+    callback's x would do. Only the current step's candidate stays on the sampling device."""
+
+    def __init__(self, sigmas: torch.Tensor, sampler_name: str):
+        self.sigmas, self.sampler_name = sigmas.tolist(), sampler_name
+        self.steps: list[VisitedStep] = []
+        self.candidate: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.store = comfy.model_management.intermediate_device()
+
+    def on_call(self, x: torch.Tensor, sigma: torch.Tensor, x0: torch.Tensor) -> None:
+        step = len(self.steps)
+        if step < len(self.sigmas) - 1 and math.isclose(float(sigma.reshape(-1)[0]), self.sigmas[step], rel_tol=1e-5):
+            self.candidate = (x.detach().clone(), sigma.detach().clone(), x0.detach().clone())
+
+    def on_step(self, step: int) -> None:
+        if step != len(self.steps) or self.candidate is None:
+            raise ValueError(self.misaligned(step))
+        x, sigma, x0 = (t.to(self.store) for t in self.candidate)
+        self.steps.append(VisitedStep(x, sigma, x0))
+        self.candidate = None
+
+    def check_complete(self) -> None:
+        if len(self.steps) != len(self.sigmas) - 1:
+            raise ValueError(self.misaligned(len(self.steps)))
+
+    def misaligned(self, step: int) -> str:
+        return (f"T-Stitch Agreement Probe: the {self.sampler_name} sampler did not evaluate the model at step "
+                f"{step + 1}'s sigma ({self.sigmas[min(step, len(self.sigmas) - 2)]:.4g}) before reporting that step, "
+                f"so the steps it takes can't be compared with the schedule's. Probe with another sampler (euler, "
+                f"dpmpp_2m, ...).")
+
+
+class RecordingModel:
+    """The sampler's denoiser (KSamplerX0Inpaint), reporting every call's (x, sigma, prediction)."""
+
+    def __init__(self, denoiser, on_call):
+        self._denoiser, self._on_call = denoiser, on_call
+
+    def __call__(self, x, sigma, **kwargs):
+        x0 = self._denoiser(x, sigma, **kwargs)
+        self._on_call(x, sigma, x0)
+        return x0
+
+    def __getattr__(self, name):  # inner_model, sigmas, ...: what samplers read from their denoiser
+        return getattr(self._denoiser, name)
+
+
+def recording_sampler(sampler_name: str, on_call) -> comfy.samplers.KSAMPLER:
+    """``sampler_name``'s sampler as KSampler builds it, its denoiser's calls reported to ``on_call``."""
+    real = comfy.samplers.sampler_object(sampler_name)
+
+    def sample(model, noise, sigmas, *args, **kwargs):
+        return real.sampler_function(RecordingModel(model, on_call), noise, sigmas, *args, **kwargs)
+
+    return comfy.samplers.KSAMPLER(sample, real.extra_options, real.inpaint_options)
+
+
 @dataclass
 class Trajectory:
-    """The large model's own sampling: its sigmas and noise, and (x, its x0) at the start of each step."""
+    """The large model's own sampling: its sigmas and noise, and where it passed at each step."""
 
     large: object  # ModelPatcher
     sigmas: torch.Tensor
     noise: torch.Tensor
-    visited: list[tuple[torch.Tensor, torch.Tensor]]
+    visited: list[VisitedStep]
     progress: comfy.utils.ProgressBar
 
     def agreements_of(self, model, settings: Settings, pass_index: int) -> list[StepAgreement]:
         """``model``'s agreement with the large model at every step; it is the ``pass_index``-th pass of the
         progress bar (the large model's own sampling is pass 0)."""
         done = len(self.visited) * pass_index
-        predictions = predict_at(model, [x for x, _ in self.visited], self.sigmas, self.noise, settings, self.large,
-                                 lambda i: self.progress.update_absolute(done + i + 1))
+        figures = compare_at(model, self.visited, self.sigmas, self.noise, settings, self.large,
+                             lambda i: self.progress.update_absolute(done + i + 1))
         model_sampling = self.large.get_model_object("model_sampling")
         timestep_of, t_max = timestep_function(model_sampling), timestep_max(model_sampling)
-        return [StepAgreement(i, float(self.sigmas[i]), timestep_of(float(self.sigmas[i])) / t_max,
-                              *compare(small, large)) for i, (small, (_, large)) in enumerate(zip(predictions,
-                                                                                                    self.visited))]
+        return [StepAgreement(i, float(self.sigmas[i]), timestep_of(float(self.sigmas[i])) / t_max, *figure)
+                for i, figure in enumerate(figures)]
 
 
 def follow_trajectory(large, steps, sampler_name, scheduler, denoise, settings: Settings,
                       probed_count: int) -> Trajectory:
-    """The large model's own sampling; its progress bar counts that sampling and then every probed model's calls."""
+    """The large model's own sampling, as KSampler runs it; its progress bar counts that sampling and then every
+    probed model's calls."""
     latent_image = settings.latent_image
     latent = comfy.sample.fix_empty_latent_channels(large, latent_image["samples"])
     noise = comfy.sample.prepare_noise(latent, settings.seed, latent_image.get("batch_index"))
-    sigmas = comfy.samplers.KSampler(large, steps, "cpu", scheduler=scheduler, denoise=denoise).sigmas
+    sigmas = sampler_sigmas(large, steps, sampler_name, scheduler, denoise)
+    refuse_unprobeable(sampler_name, sigmas, denoise)
     progress = comfy.utils.ProgressBar((1 + probed_count) * (len(sigmas) - 1))
-    visited = []
+    recorder = StepRecorder(sigmas, sampler_name)
 
-    def record(step, x0, x, total_steps):
-        visited.append((x.detach().clone(), x0.detach().clone()))
+    def on_step(step, x0, x, total_steps):
+        recorder.on_step(step)
         progress.update_absolute(step + 1)
 
-    comfy.sample.sample(large, noise, steps, settings.cfg, sampler_name, scheduler, settings.positive,
-                        settings.negative, latent, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
-                        callback=record, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=settings.seed)
-    return Trajectory(large, sigmas, noise, visited, progress)
+    comfy.sample.sample_custom(large, noise, settings.cfg, recording_sampler(sampler_name, recorder.on_call), sigmas,
+                               settings.positive, settings.negative, latent, noise_mask=latent_image.get("noise_mask"),
+                               callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=settings.seed)
+    recorder.check_complete()
+    return Trajectory(large, sigmas, noise, recorder.steps, progress)
 
 
 def plot_legend(labels: list[str], handovers: list[int], steps: int) -> list[str]:
@@ -139,30 +227,33 @@ def plot_legend(labels: list[str], handovers: list[int], steps: int) -> list[str
             + [f"{labels[-1]}: {words[-1]}, its trajectory followed"])
 
 
-def predict_at(model, inputs: list[torch.Tensor], sigmas, noise, settings: Settings, large,
-               on_call) -> list[torch.Tensor]:
-    """The model's denoised prediction (with CFG) at each (input, sigma) of a trajectory it did not draw: one
-    sampler run over the same schedule, so its conditioning, patches and loading are prepared as for sampling."""
+def compare_at(model, visited: list[VisitedStep], sigmas, noise, settings: Settings, large,
+               on_call) -> list[tuple[float, float, str]]:
+    """The model's denoised prediction (with CFG) at each step's (x, sigma) of a trajectory it did not draw, compared
+    with the large model's at once (so no prediction is kept): one sampler run over the same schedule, so its
+    conditioning, patches and loading are prepared as for sampling."""
     cfg, positive, negative, latent_image, seed = settings
     latent = comfy.sample.fix_empty_latent_channels(large, latent_image["samples"])
-    predictions = []
+    figures = []
 
     def evaluate(sampling_model, x, run_sigmas, extra_args=None, callback=None, disable=None):
-        s_in = x.new_ones([x.shape[0]])
-        for i, x_i in enumerate(inputs):
+        for i, step in enumerate(visited):
             comfy.model_management.throw_exception_if_processing_interrupted()
-            predictions.append(sampling_model(x_i.to(x), run_sigmas[i] * s_in, **(extra_args or {})).detach().clone())
+            prediction = sampling_model(step.x.to(x), step.sigma.to(run_sigmas), **(extra_args or {}))
+            figures.append(compare(prediction, step.x0.to(prediction.device)))
             on_call(i)
         return x
 
     comfy.sample.sample_custom(model, noise, cfg, comfy.samplers.KSAMPLER(evaluate), sigmas,
                                positive, negative, latent, noise_mask=latent_image.get("noise_mask"),
                                disable_pbar=True, seed=seed)
-    return predictions
+    return figures
 
 
-def compare(small: torch.Tensor, large: torch.Tensor) -> tuple[float, float]:
-    """(cosine similarity, relative L2) of two predictions, flattened."""
+def compare(small: torch.Tensor, large: torch.Tensor) -> tuple[float, float, str]:
+    """(cosine similarity, relative L2, which prediction is not finite: "", "small", "large" or "both") of two
+    predictions, flattened."""
     a, b = small.float().flatten(), large.float().flatten().to(small.device)
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=0).item()
-    return cosine, ((a - b).norm() / b.norm()).item()
+    bad = [name for name, t in (("small", a), ("large", b)) if not torch.isfinite(t).all()]
+    return cosine, ((a - b).norm() / b.norm()).item(), "both" if len(bad) == 2 else "".join(bad)

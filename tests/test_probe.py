@@ -2,6 +2,8 @@
 chosen sigma, unrelated models, nested pairs of such copies and a Wan (flow) pair; and the suggestion as T-Stitch
 Model Pair then runs it."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -35,10 +37,12 @@ def twin(load_unet):
     return load_unet(MINI_SD15_LARGE)
 
 
-def schedule(model, steps=STEPS, scheduler="normal"):
+def schedule(model, steps=STEPS, scheduler="normal", sampler_name="euler"):
+    """The sigmas KSampler samples (dpm_2 and uni_pc drop the next-to-last of steps + 1)."""
     import comfy.samplers
 
-    return comfy.samplers.KSampler(model, steps, "cpu", scheduler=scheduler, denoise=1.0).sigmas.tolist()
+    return comfy.samplers.KSampler(model, steps, "cpu", sampler=sampler_name, scheduler=scheduler,
+                                   denoise=1.0).sigmas.tolist()
 
 
 def test_the_same_weights_agree_at_every_step_and_the_whole_trajectory_is_suggested(probe, twin, large_model):
@@ -69,10 +73,10 @@ def test_the_small_model_is_asked_at_exactly_the_large_models_inputs(probe, twin
     assert [row[4] for row in rows_of(table)] == ["0.0000"] * STEPS
 
 
-def diverging_copy(twin, large_model, diverge_after, scheduler="normal"):
+def diverging_copy(twin, large_model, diverge_after, scheduler="normal", steps=STEPS):
     """``twin`` with noise added to its output from step ``diverge_after + 1`` of the schedule on (the wrapper reads
     sigma); divided by sigma, so the denoised prediction moves alike at every sigma, for eps and flow models."""
-    sigmas = schedule(large_model, scheduler=scheduler)
+    sigmas = schedule(large_model, steps=steps, scheduler=scheduler)
     below = (sigmas[diverge_after - 1] + sigmas[diverge_after]) / 2
 
     def perturbed(apply_model, args):
@@ -185,3 +189,138 @@ def test_a_wan_flow_pair_is_suggested_up_to_its_divergence_and_reported_in_t_ove
     for fraction, rule in ((suggested, "steps"), (low, "timestep"), (high, "timestep")):
         summary = steps_of_each_model(run_node, stitch(twin, large, fraction, rule), scheduler="simple")
         assert re.search(rf"small model \(WAN21[^)]*\): steps 1-3 of {STEPS}\b", summary), (fraction, rule, summary)
+
+
+def test_every_sampler_is_probed_at_the_sigmas_it_samples_or_refused_by_name(probe, twin, large_model):
+    """The same weights agree bit for bit at every step of the schedule each sampler really runs (dpm_2 and uni_pc
+    drop the next-to-last sigma of steps + 1; uni_pc reports a step after moving x on): the small model was asked at
+    the very (x, sigma) of the large model's call. Samplers that step on sigmas of their own are refused by name."""
+    import comfy.samplers
+
+    refused, wrong = {}, {}
+    for name in comfy.samplers.KSampler.SAMPLERS:
+        try:
+            _, table, suggested = probe(twin, large_model, min_agreement=0.99999, sampler_name=name)
+        except ValueError as error:
+            refused[name] = str(error)
+            continue
+        rows = rows_of(table)
+        sigmas = schedule(large_model, sampler_name=name)
+        if (suggested != 1.0 or [row[4] for row in rows] != ["0.0000"] * STEPS
+                or [float(row[1]) for row in rows] != pytest.approx(sigmas[:-1], rel=1e-3)):
+            wrong[name] = table
+    assert not wrong, wrong
+    assert set(refused) == {"dpm_fast", "dpm_adaptive"}, refused
+    for name, message in refused.items():
+        assert message.startswith(f"T-Stitch Agreement Probe: the {name} sampler evaluates the model at sigmas of its "
+                                  f"own"), message
+
+
+@pytest.mark.parametrize("sampler_name", ["heun", "dpm_2", "dpmpp_2s_ancestral", "dpmpp_2m"])
+def test_the_small_model_is_asked_where_the_trajectory_is_not_at_a_trial_point(probe, twin, large_model, conds,
+                                                                                 latent, sampler_name):
+    """Second-order samplers also call the model at the next sigma on a trial x: the small model must be asked at
+    the x the trajectory passes through at each step, which KSampler's callback reports for these samplers."""
+    import comfy.sample
+
+    positive, negative = conds
+    image = latent(size=32)
+    trajectory = []
+    comfy.sample.sample(large_model, comfy.sample.prepare_noise(image["samples"], 3), STEPS, 5.0, sampler_name,
+                        "normal", positive, negative, image["samples"], seed=3,
+                        callback=lambda step, x0, x, total: trajectory.append(x.clone()))
+    asked = []
+
+    def record_input(apply_model, args):
+        asked.append(args["input"][:1].clone())  # the sampler's x (cond and uncond batched: the same x twice)
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    small = twin.clone()
+    small.set_model_unet_function_wrapper(record_input)
+    probe(small, large_model, min_agreement=0.0, sampler_name=sampler_name)
+    assert len(asked) == len(trajectory) == STEPS
+    for step, (x, seen) in enumerate(zip(trajectory, asked)):
+        assert torch.equal(seen, x), step
+
+
+def test_a_step_whose_small_prediction_is_nan_never_agrees_and_is_named(probe, twin, large_model):
+    sigmas = schedule(large_model)
+    below = (sigmas[3] + sigmas[4]) / 2
+
+    def nan_below(apply_model, args):
+        out = apply_model(args["input"], args["timestep"], **args["c"])
+        return out * math.nan if float(args["timestep"].reshape(-1)[0]) < below else out
+
+    broken = twin.clone()
+    broken.set_model_unet_function_wrapper(nan_below)
+    plot, table, suggested = probe(broken, large_model, min_agreement=-1.0)  # every number agrees at -1
+    assert suggested == 4 / STEPS
+    assert table.splitlines()[0].endswith(f"Not a number at steps 5-{STEPS}: the small model's prediction holds NaN "
+                                          f"or inf (such a step never agrees: cosine nan in the table).")
+    assert [row[3] for row in rows_of(table)][4:] == ["nan"] * (STEPS - 4)
+    pixels = (plot[0].numpy() * 255).round().astype(np.uint8)
+    assert np.all(pixels == (213, 94, 0), axis=-1).sum() > 20  # each NaN step is marked on the plot
+
+
+def test_denoise_zero_leaves_no_step_and_says_so(probe, twin, large_model):
+    with pytest.raises(ValueError, match=r"T-Stitch Agreement Probe: denoise 0 leaves no step to probe"):
+        probe(twin, large_model, denoise=0.0)
+
+
+def test_the_probe_keeps_two_latents_per_step_and_no_predictions(probe, twin, large_model):
+    """x and the large model's prediction for every step, kept on ComfyUI's intermediate device; each small
+    prediction is reduced to its figures at once (the probe used to keep a third latent per step)."""
+    import gc
+    import warnings
+
+    steps, shape = 16, (1, 4, 4, 4)  # the 32 px test latent
+
+    def latents_alive() -> int:
+        with warnings.catch_warnings():  # isinstance on every object touches deprecated torch attributes
+            warnings.simplefilter("ignore")
+            return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor) and tuple(o.shape) == shape)
+
+    alive = []
+
+    def count_latents(apply_model, args):
+        alive.append(latents_alive())
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    small = twin.clone()
+    small.set_model_unet_function_wrapper(count_latents)
+    gc.collect()
+    before = latents_alive()
+    probe(small, large_model, steps=steps)
+    held = [count - before for count in alive]
+    assert len(held) == steps
+    # 2 per step, and the dozen or so that sampling holds (noise, latent, the sampler's x, its inpainting copies)
+    assert max(held) <= 2 * steps + 12, held
+    assert held[-1] - held[0] <= 1, held  # nothing piles up as the steps go
+
+
+def test_a_tied_timestep_tail_is_reported_honestly_and_the_range_given_works(probe, twin, large_model, run_node):
+    """karras at 60 steps ends in steps that share a discrete timestep: no timestep fraction can split them."""
+    import re
+
+    import comfy.samplers
+
+    steps = 60
+    sigmas = comfy.samplers.KSampler(large_model, steps, "cpu", scheduler="karras").sigmas.tolist()
+    model_sampling = large_model.get_model_object("model_sampling")
+    t = [float(model_sampling.timestep(torch.tensor([s]))) for s in sigmas[:-1]]
+    tie = next(k for k in range(1, steps) if t[k - 1] == t[k])  # steps tie and tie + 1 (1-based) share a timestep
+    perturbed = diverging_copy(twin, large_model, tie, scheduler="karras", steps=steps)
+    _, table, suggested = probe(perturbed, large_model, steps=steps, scheduler="karras")
+    assert suggested == tie / steps
+    first = table.splitlines()[0]
+    match = re.search(rf"switch_by timestep: no small_fraction gives exactly {tie} steps, since steps (\d+)-(\d+) "
+                      rf"share one timestep \(t/T [\d.]+\) and the rule gives them to the same model; for the first "
+                      rf"(\d+), small_fraction ([\d.]+) to ([\d.]+)\.", first)
+    assert match, first
+    fewer = int(match.group(3))
+    assert fewer < tie and int(match.group(1)) <= tie < int(match.group(2))
+    for fraction in map(float, match.groups()[3:]):
+        pair = run_node("TStitchModelPair", small_model=twin, large_model=large_model, small_fraction=fraction,
+                        switch_by="timestep")[0]
+        summary = steps_of_each_model(run_node, pair, steps=steps, scheduler="karras")
+        assert re.search(rf"small model \([^)]*\): steps 1-{fewer} of {steps}\b", summary), (fraction, summary)

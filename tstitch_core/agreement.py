@@ -17,13 +17,18 @@ class StepAgreement:
     t_over_t_max: float  # the diffusion time the timestep rule reads
     cosine: float  # of the two denoised predictions (x0), flattened
     rel_l2: float  # |small - large| / |large|
+    nonfinite: str = ""  # which prediction holds NaN or inf: "", "small", "large" or "both"
+
+    def agrees(self, min_agreement: float) -> bool:
+        """A NaN cosine (a prediction with NaN in it) is no agreement, whatever the threshold."""
+        return self.cosine >= min_agreement
 
 
 def leading_agreeing_steps(agreements: Sequence[StepAgreement], min_agreement: float, start: int = 0) -> int:
     """How many steps from step ``start`` (0-based) on keep cosine agreement at or above ``min_agreement``."""
     count = 0
     for agreement in agreements[start:]:
-        if agreement.cosine < min_agreement:
+        if not agreement.agrees(min_agreement):
             break
         count += 1
     return count
@@ -58,9 +63,25 @@ def timestep_fraction_range(agreements: Sequence[StepAgreement], small_steps: in
     return max(0.0, low), min(1.0, high)
 
 
+def timestep_can_split(agreements: Sequence[StepAgreement], small_steps: int) -> bool:
+    """Whether some switch_by timestep small_fraction gives exactly the first ``small_steps`` steps: not where the
+    last of them and the next share a timestep (a discrete model's schedule tail, as karras at many steps)."""
+    return small_steps in (0, len(agreements)) or (
+        agreements[small_steps - 1].t_over_t_max > agreements[small_steps].t_over_t_max)
+
+
 def describe_timestep_fractions(agreements: Sequence[StepAgreement], small_steps: int) -> str:
     """The switch_by timestep small_fractions that give exactly the first ``small_steps`` steps, in values of
-    0.001 that can be typed as shown: the lowest rounded up, the highest the last one below the next step's."""
+    0.001 that can be typed as shown: the lowest rounded up, the highest the last one below the next step's.
+    Where no value can (steps that share a timestep), says so and gives the range for the most steps below that
+    it can give."""
+    if not timestep_can_split(agreements, small_steps):
+        fewer = max(k for k in range(small_steps) if timestep_can_split(agreements, k))
+        t = agreements[small_steps].t_over_t_max
+        tied = [a.step + 1 for a in agreements if a.t_over_t_max == t]
+        return (f"switch_by timestep: no small_fraction gives exactly {small_steps} steps, since steps "
+                f"{tied[0]}-{tied[-1]} share one timestep (t/T {t:.4f}) and the rule gives them to the same model; "
+                f"for the first {fewer}, {describe_timestep_fractions(agreements, fewer).split(': ', 1)[1]}")
     if small_steps == 0:
         return "switch_by timestep: small_fraction 0"
     low, high = timestep_fraction_range(agreements, small_steps)
@@ -78,12 +99,36 @@ def describe_suggestion(agreements: Sequence[StepAgreement], min_agreement: floa
     steps = len(agreements)
     small = leading_agreeing_steps(agreements, min_agreement)
     if small == 0:
+        if agreements[0].nonfinite:
+            return (f"The {prediction_words(agreements[0].nonfinite)} NaN or inf from the first step: suggested "
+                    f"small_fraction 0, the large model alone.{describe_nonfinite(agreements)}")
         return (f"The small model disagrees from the first step (cosine {agreements[0].cosine:.3f} < "
                 f"{min_agreement:g}): suggested small_fraction 0, the large model alone. Lower min_agreement, or "
                 f"pair models that share more (a distilled or pruned copy of the large model).")
     return (f"The small model agrees (cosine >= {min_agreement:g}) for the first {small} of {steps} steps: "
             f"suggested small_fraction {small / steps:.3f} (switch_by steps); on this schedule, "
-            f"{describe_timestep_fractions(agreements, small)}.")
+            f"{describe_timestep_fractions(agreements, small)}.{describe_nonfinite(agreements)}")
+
+
+def prediction_words(nonfinite: str) -> str:
+    return {"small": "small model's prediction holds", "large": "large model's prediction holds",
+            "both": "small and large models' predictions hold"}[nonfinite]
+
+
+def describe_nonfinite(agreements: Sequence[StepAgreement]) -> str:
+    """A sentence naming the steps where a prediction is not a number (empty when there are none): they never agree."""
+    steps = [a for a in agreements if a.nonfinite]
+    if not steps:
+        return ""
+    runs = []  # (first step, last step, which), consecutive steps with the same model at fault
+    for a in steps:
+        if runs and runs[-1][1] == a.step and runs[-1][2] == a.nonfinite:
+            runs[-1][1] = a.step + 1
+        else:
+            runs.append([a.step + 1, a.step + 1, a.nonfinite])
+    words = "; ".join(f"step{'s' if first != last else ''} {first}{f'-{last}' if first != last else ''}: the "
+                      f"{prediction_words(which)} NaN or inf" for first, last, which in runs)
+    return f" Not a number at {words} (such a step never agrees: cosine nan in the table)."
 
 
 def format_agreement_table(agreements: Sequence[StepAgreement], min_agreement: float) -> str:
@@ -112,7 +157,7 @@ def describe_stage_suggestions(stages: Sequence[Sequence[StepAgreement]], labels
         alone = leading_agreeing_steps(agreements, min_agreement)
         lines.append(f"- {label}: {words}; it hands over at small_fraction {handover / steps:.3f} (switch_by steps); "
                      f"on this schedule, {describe_timestep_fractions(agreements, handover)}. Alone it agrees for "
-                     f"the first {alone} step{'' if alone == 1 else 's'}.")
+                     f"the first {alone} step{'' if alone == 1 else 's'}.{describe_nonfinite(agreements)}")
     return lines
 
 
