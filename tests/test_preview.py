@@ -52,3 +52,25 @@ def test_preview_says_what_to_connect(small_model, large_model, stitch, run_node
         preview(run_node)
     with pytest.raises(ValueError, match="not a T-Stitch model: connect the output of T-Stitch Model Pair"):
         preview(run_node, model=large_model)
+
+
+def test_the_preview_counts_steps_on_the_schedule_of_the_sampler_it_is_told(small_model, large_model, stitch,
+                                                                             run_node, tag, calls, ksample):
+    """uni_pc samples steps + 1 sigmas with the next-to-last left out, so a timestep switch can fall after another
+    number of its steps than of euler's: the preview told the sampler counts the small calls uni_pc really makes."""
+    import comfy.samplers
+    import torch
+
+    model_sampling = large_model.get_model_object("model_sampling")
+    t_over_t = {name: [float(model_sampling.timestep(torch.tensor([s]))) / 999.0 for s in
+                       comfy.samplers.KSampler(large_model, 10, "cpu", sampler=name, scheduler="normal").sigmas[:-1]]
+                for name in ("euler", "uni_pc")}
+    # a fraction where the two schedules put a different number of steps at t/T >= 1 - fraction
+    fraction = next(f / 1000 for f in range(1, 1000)
+                    if sum(t >= 1 - f / 1000 for t in t_over_t["euler"]) != sum(t >= 1 - f / 1000 for t in t_over_t["uni_pc"]))
+    pair = stitch(tag(small_model, "S"), tag(large_model, "L"), fraction, "timestep")
+    ksample(pair, sampler_name="uni_pc", cfg=1.0)
+    small_calls = calls.names().count("S")
+    counted = {name: preview(run_node, model=pair, sampler_name=name)[1].splitlines()[0] for name in ("euler", "uni_pc")}
+    assert counted["uni_pc"].startswith(f"small model (SD15): steps 1-{small_calls} of 10"), counted
+    assert not counted["euler"].startswith(f"small model (SD15): steps 1-{small_calls} of 10"), counted
