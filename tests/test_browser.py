@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tstitch_dev.browser import wait_until_ready
@@ -287,3 +288,50 @@ def test_a_thumbnail_shows_its_own_result_and_nothing_of_the_graph_before(browse
         colours = image.convert("RGB").resize((140, 90)).getcolors(140 * 90)
     bars = sum(count for count, (r, g, b) in colours if r > 180 and 120 < g < 190 and b < 60)  # the large model's amber
     assert bars > 50, "the schedule preview's thumbnail shows no plot"
+
+
+def test_the_probe_shows_its_plot_on_its_node_after_a_run(browser, server):
+    """The probe's own plot, on the probe node, after a run that went on after it (its sampler and decoder at
+    thumbnail size: most of a minute). The page asks for the plot when the probe ends; the frontend gives up on
+    an image after 2 x 8.2 s and never asks again, so a request held while this process waits on the server
+    (Playwright routes a request only when called) left the node without its plot, in the thumbnail too."""
+    from tstitch_dev.browser import open_page
+    from tstitch_dev.examples import build_in_frontend, fit_graph
+
+    probe_example = next(example for example in EXAMPLES if example.name == "sd15_probe_then_pair")
+    page = open_page(browser, server, width=1400, height=900)
+    try:
+        build_in_frontend(page, probe_example)
+        page.evaluate("""() => { for (const node of window.app.graph.nodes) for (const w of node.widgets ?? []) {
+          if (node.type === 'EmptyLatentImage' && ['width', 'height'].includes(w.name)) w.value = 64;
+          if (w.name === 'steps') w.value = 2;
+        } }""")
+        fit_graph(page)  # the probe on screen: the frontend loads a node's images when it draws the node
+        before = set(server.get("/history"))
+        assert page.evaluate("async () => await window.app.queuePrompt(0, 1)") is not False
+        # wait on the server alone, as run_in_frontend does, then as long again as the rest of the graph runs
+        # at thumbnail size after the probe: the page is left to itself all along
+        deadline = time.monotonic() + 300
+        while not (finished := set(server.get("/history")) - before) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        (prompt_id,) = finished
+        entry = server.wait(prompt_id)
+        assert entry["status"]["status_str"] == "success"
+        time.sleep(20)
+        probe = next(node_id for node_id, node in entry["prompt"][2].items()
+                     if node["class_type"] == "TStitchAgreementProbe")
+        (plot,) = entry["outputs"][probe]["images"]
+        shown = """(id) => (window.app.graph.getNodeById(id).imgs ?? []).map((img) => img.complete && img.naturalWidth
+          ? [new URL(img.src).searchParams.get('filename'), img.naturalWidth, img.naturalHeight] : null)"""
+        page.wait_for_function(f"(id) => ({shown})(id).length > 0 && ({shown})(id).every(Boolean)", arg=probe,
+                               timeout=30_000)
+        assert page.evaluate(shown, probe) == [[plot["filename"], 768, 432]]  # the probe's own plot
+        page.evaluate("() => window.app.graph.setDirtyCanvas(true, true)")
+        page.wait_for_timeout(300)
+        screenshot(page, "probe_shows_its_plot")
+        # outside hosts stay refused by the route (net::ERR_FAILED; a lookup on a machine without network fails
+        # otherwise); a navigation, as the server's content policy stops the page's own calls before any request
+        with pytest.raises(PlaywrightError, match=r"net::ERR_FAILED"):
+            page.goto("http://example.com/tstitch-check")
+    finally:
+        page.close()
