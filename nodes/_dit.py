@@ -199,22 +199,25 @@ def is_dit(model: comfy.model_patcher.ModelPatcher) -> bool:
     return isinstance(model.model, DiTModel)
 
 
-def load_dit(path: str, weight_dtype: torch.dtype | None = None) -> comfy.model_patcher.ModelPatcher:
+def load_dit(path: str, weight_dtype: torch.dtype | None = None,
+             disable_dynamic: bool = False) -> comfy.model_patcher.ModelPatcher:
     """A DiT checkpoint (``.pt`` or ``.safetensors``, original layout) as a ComfyUI MODEL, loaded the way
-    ComfyUI loads a diffusion model: its dtype and manual casting chosen by model management."""
+    ComfyUI loads a diffusion model: its dtype and manual casting chosen by model management. ComfyUI 0.33
+    reloads it with ``disable_dynamic=True`` (``cached_patcher_init``) where it needs a plain ModelPatcher."""
     # DiT's training checkpoints keep their argparse options beside the weights; allow that one plain class
     safe_globals = getattr(torch.serialization, "safe_globals", None)
     with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
         state_dict = dict(unwrap_training_checkpoint(comfy.utils.load_torch_file(path)))
     shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items() if hasattr(v, "shape")},
                            source=os.path.basename(path))
-    model = build_dit(shape, state_dict, weight_dtype)
+    model = build_dit(shape, state_dict, weight_dtype, disable_dynamic)
     model.cached_patcher_init = (load_dit, (path, weight_dtype))
     log.info("T-Stitch: loaded %s from %s", shape.name, path)
     return model
 
 
-def build_dit(shape: DiTShape, state_dict: dict, weight_dtype: torch.dtype | None = None):
+def build_dit(shape: DiTShape, state_dict: dict, weight_dtype: torch.dtype | None = None,
+              disable_dynamic: bool = False):
     config = DiTImageNet({**DiTImageNet.unet_config, **shape.unet_config()})
     load_device = comfy.model_management.get_torch_device()
     offload_device = comfy.model_management.unet_offload_device()
@@ -225,7 +228,8 @@ def build_dit(shape: DiTShape, state_dict: dict, weight_dtype: torch.dtype | Non
     config.set_inference_dtype(unet_dtype, comfy.model_management.unet_manual_cast(unet_dtype, load_device, dtypes))
     model = config.get_model(state_dict)
     # ComfyUI 0.33 loads weights in place for its dynamic patcher; older hosts have only ModelPatcher
-    patcher_class = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+    patcher_class = comfy.model_patcher.ModelPatcher if disable_dynamic else getattr(
+        comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
     patcher = patcher_class(model, load_device=load_device, offload_device=offload_device)
     if not comfy.model_management.is_device_cpu(offload_device):
         model.to(offload_device)

@@ -131,6 +131,21 @@ def test_pt_and_safetensors_load_the_same_model(load_dit, run_node):
     assert torch.equal(from_pt, from_safetensors)
 
 
+def test_comfyuis_plain_patcher_reload_gives_the_same_model(load_dit, run_node):
+    """ComfyUI 0.33 reloads a model through its cached_patcher_init with disable_dynamic=True where it needs a plain
+    ModelPatcher (clone(disable_dynamic=True) of a dynamic patcher on a GPU): called as ComfyUI calls it."""
+    import comfy.model_patcher
+
+    model = load_dit(TINY_DIT_S)
+    loader, arguments = model.cached_patcher_init[:2]
+    reloaded = loader(*arguments, disable_dynamic=True)
+    assert type(reloaded) is comfy.model_patcher.ModelPatcher
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    positive = class_conds(run_node)[0]
+    assert torch.equal(denoise_with_pack(reloaded, x, torch.tensor([2.0]), positive),
+                       denoise_with_pack(model, x, torch.tensor([2.0]), positive))
+
+
 def test_dit_uses_the_linear_beta_schedule_and_sd_latents(load_dit):
     model = load_dit(TINY_DIT_S)
     model_sampling = model.get_model_object("model_sampling")

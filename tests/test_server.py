@@ -36,7 +36,7 @@ def shrink_for_cpu(api, steps=CPU_STEPS):
         if node["class_type"] in ("EmptyLatentImage", "ImageScale"):
             inputs["width"] = inputs["height"] = CPU_SIZE
         if node["class_type"] in ("KSampler", "TStitchKSampler", "TStitchFractionSweep", "TStitchAgreementProbe",
-                                  "BasicScheduler"):
+                                  "BasicScheduler", "TStitchDiTScheduler"):
             inputs["steps"] = steps
     return api
 
