@@ -7,6 +7,8 @@ only hand over to ``StitchRun`` (``_run.py``), which owns everything that happen
 
 - OUTER_SAMPLE, once per sampling: starts the run (checks, each stage's model options and
   conditioning) and runs each stage's own outer-sample wrappers around the pass.
+- PREPARE_SAMPLING, once per sampling: with offload, loads the model whose step comes first
+  instead of the large one, which is then loaded when its first step comes.
 - SAMPLER_SAMPLE, once per sampling: each stage's own sampler-sample wrappers, and the
   denoise mask function of the model whose step it is.
 - PREDICT_NOISE, once per model call and outermost: the stage for the call's sigma.
@@ -26,7 +28,7 @@ from ._run import TSTITCH_KEY, StitchRun, run_of, started_run
 
 __all__ = ["TSTITCH_KEY", "Stage", "StitchPlan", "get_plan", "stitch_models", "unstitched_models"]
 
-_WRAPPERS = (WrappersMP.OUTER_SAMPLE, WrappersMP.SAMPLER_SAMPLE, WrappersMP.PREDICT_NOISE)
+_WRAPPERS = (WrappersMP.OUTER_SAMPLE, WrappersMP.PREPARE_SAMPLING, WrappersMP.SAMPLER_SAMPLE, WrappersMP.PREDICT_NOISE)
 _CALLBACKS = (CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLONE)
 
 
@@ -95,6 +97,7 @@ def _strip_stitch(model: comfy.model_patcher.ModelPatcher) -> comfy.model_patche
 def _install_plan(m: comfy.model_patcher.ModelPatcher, plan: StitchPlan) -> None:
     """Install ``plan`` on ``m``, replacing any plan it had (so re-stitching never stacks wrappers)."""
     for wrapper_type, wrapper in ((WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper),
+                                  (WrappersMP.PREPARE_SAMPLING, _prepare_sampling_wrapper),
                                   (WrappersMP.SAMPLER_SAMPLE, _sampler_sample_wrapper)):
         m.remove_wrappers_with_key(wrapper_type, TSTITCH_KEY)
         m.add_wrapper_with_key(wrapper_type, TSTITCH_KEY, wrapper)
@@ -136,6 +139,18 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
     guider = executor.class_obj
     with started_run(get_plan(guider.model_patcher), guider, *args, **kwargs) as run:
         return run.sample(executor, args, kwargs)
+
+
+def _prepare_sampling_wrapper(executor, model, noise_shape, conds, model_options=None, **kwargs):
+    # with offload, loading the large model before the small model's steps would be a load for nothing: the
+    # first model to run is loaded instead (with what the conditioning needs), the large model's BaseModel is
+    # still the guider's, and its weights come when its first step does (StitchRun.activate)
+    run = (model_options or {}).get("transformer_options", {}).get(TSTITCH_KEY)
+    first = run.first_patcher() if run is not None and run.plan.offload_idle else model
+    if first is model:
+        return executor(model, noise_shape, conds, model_options=model_options, **kwargs)
+    _, conds, models = executor(first, noise_shape, conds, model_options=model_options, **kwargs)
+    return model.model, conds, models
 
 
 def _sampler_sample_wrapper(executor, guider, sigmas, extra_args, *args, **kwargs):

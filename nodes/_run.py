@@ -195,6 +195,8 @@ class StitchRun:
         covered = count_covered_steps(self.points, schedule, self.timestep_of)
         validate_stage_coverage([stage.rule for stage in plan.stages], covered, len(schedule) - 1)
         self.patchers = [stage.patcher for stage in plan.stages] + [self.main]
+        self.first_index = pick_stage(self.points, schedule[0], self.timestep_of) if len(schedule) > 1 else len(
+            plan.stages)
         self.step_ranges = describe_stage_steps(count_stage_steps(self.points, schedule, self.timestep_of))
         log.info("T-Stitch: %s", "; ".join(f"{self.label(i)} {r}" for i, r in enumerate(self.step_ranges)))
         self.stages: list[StageRun] = []
@@ -211,6 +213,10 @@ class StitchRun:
         if run is None or run.main is not patcher:
             raise ValueError(UNROUTABLE)
         return run
+
+    def first_patcher(self) -> comfy.model_patcher.ModelPatcher:
+        """The model whose step comes first in this pass."""
+        return self.patchers[self.first_index]
 
     def label(self, index: int) -> str:
         return model_label(index, len(self.patchers), self.patchers[index])

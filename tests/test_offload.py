@@ -93,3 +93,97 @@ def test_offloading_routes_shifted_models_as_without_it(switch_by, small_model, 
     assert results[True][1] == results[False][1]
     assert results[False][1].startswith("S") and results[False][1].endswith("L")
     assert torch.equal(results[True][0], results[False][0])
+
+
+@pytest.fixture
+def load_events(monkeypatch):
+    """Which of the named models ComfyUI's model management loads and unloads, in order: 'S' loaded is '+S',
+    unloaded '-S'; models loaded together in one call are one event ('+LS'). Everything is unloaded first, so
+    that models other tests left loaded do not hide a load."""
+    import comfy.model_management as mm
+
+    names = {}
+    events = []
+
+    def loaded():
+        return {names[id(m.model)] for m in mm.loaded_models() if m is not None and id(m.model) in names}
+
+    def spied(function):
+        def call(*args, **kwargs):
+            before = loaded()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                after = loaded()
+                if before - after:
+                    events.append("-" + "".join(sorted(before - after)))
+                if after - before:
+                    events.append("+" + "".join(sorted(after - before)))
+        return call
+
+    for name in ("load_models_gpu", "free_memory", "unload_all_models"):
+        monkeypatch.setattr(mm, name, spied(getattr(mm, name)))
+    mm.unload_all_models()
+
+    def name(model, label):
+        names[id(model.model)] = label
+        return model
+
+    return name, events
+
+
+def sample_three_ways(how, model, run_node, conds, latent, small=None, large=None, fraction=0.4):
+    positive, negative = conds
+    if how == "ksampler":
+        return run_node("KSampler", model=model, seed=0, steps=5, cfg=5.0, sampler_name="euler", scheduler="normal",
+                        positive=positive, negative=negative, latent_image=latent(), denoise=1.0)
+    if how == "sampler_custom_advanced":
+        guider = run_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=5.0)[0]
+    else:
+        guider = run_node("TStitchGuider", small_model=small, large_model=large, small_fraction=fraction,
+                          switch_by="steps", small_positive=positive, small_negative=negative, small_cfg=3.0,
+                          large_positive=positive, large_negative=negative, large_cfg=5.0, offload_idle_model=True)[0]
+    return run_node("SamplerCustomAdvanced", noise=run_node("RandomNoise", noise_seed=0)[0], guider=guider,
+                    sampler=run_node("KSamplerSelect", sampler_name="euler")[0],
+                    sigmas=run_node("BasicScheduler", model=model, scheduler="normal", steps=5, denoise=1.0)[0],
+                    latent_image=latent())
+
+
+@pytest.mark.parametrize("how", ["ksampler", "sampler_custom_advanced", "tstitch_guider"])
+def test_offload_loads_each_model_once_when_its_first_step_comes(how, small_model, large_model, run_node, conds,
+                                                                 latent, load_events):
+    """The large model used to be loaded before the small model's steps, unloaded for them and loaded again."""
+    name, events = load_events
+    small, large = name(small_model, "S"), name(large_model, "L")
+    pair = run_node("TStitchModelPair", small_model=small, large_model=large, small_fraction=0.4, switch_by="steps",
+                    offload_idle_model=True)[0]
+    sample_three_ways(how, pair, run_node, conds, latent, small, large)
+    assert events == ["+S", "-S", "+L"]
+
+
+def test_offload_loads_three_models_in_the_order_they_run(small_model, medium_model, large_model, run_node, conds,
+                                                         latent, load_events):
+    name, events = load_events
+    small, medium, large = name(small_model, "S"), name(medium_model, "B"), name(large_model, "L")
+    inner = run_node("TStitchModelPair", small_model=medium, large_model=large, small_fraction=0.6,
+                     switch_by="steps")[0]
+    outer = run_node("TStitchModelPair", small_model=small, large_model=inner, small_fraction=0.2, switch_by="steps",
+                     offload_idle_model=True)[0]
+    sample_three_ways("ksampler", outer, run_node, conds, latent)
+    assert events == ["+S", "-S", "+B", "-B", "+L"]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.4])
+def test_without_offload_every_model_is_loaded_together_once_and_with_it_an_unused_one_is_not(
+        fraction, small_model, large_model, run_node, conds, latent, load_events):
+    name, events = load_events
+    small, large = name(small_model, "S"), name(large_model, "L")
+    import comfy.model_management
+
+    for offload in (False, True):
+        comfy.model_management.unload_all_models()
+        events.clear()
+        pair = run_node("TStitchModelPair", small_model=small, large_model=large, small_fraction=fraction,
+                        switch_by="steps", offload_idle_model=offload)[0]
+        sample_three_ways("ksampler", pair, run_node, conds, latent)
+        assert events == (["+LS"] if not offload else ["+L"] if fraction == 0.0 else ["+S", "-S", "+L"]), offload
