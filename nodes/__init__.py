@@ -6,6 +6,7 @@ from .dit import TStitchDiTLoader, TStitchDiTScheduler, TStitchImageNetClass
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
 from .probe import TStitchAgreementProbe
+from .stage_sigmas import TStitchStageSigmas
 from .stitch import TStitchKSampler, TStitchModelPair
 from .sweep import TStitchFractionSweep
 
@@ -13,4 +14,4 @@ from .sweep import TStitchFractionSweep
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
-                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler]
+                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas]

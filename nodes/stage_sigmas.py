@@ -1,0 +1,108 @@
+"""TStitchStageSigmas: a schedule on which each model of a pair runs exactly its own number of steps."""
+
+from __future__ import annotations
+
+import comfy.samplers
+import torch
+from comfy_api.latest import io
+
+from ..tstitch_core import (SWITCH_BY_STEPS, compute_boundary_sigma, compute_stage_ranges, count_stage_steps,
+                            invert_increasing, lay_stage_points, parse_step_counts, validate_stage_counts,
+                            validate_steps_rule_counts)
+from ..tstitch_core.stage_sigmas import NODE_NAME
+from ._patching import get_plan
+from ._run import model_label
+from ._schedule import sampler_sigmas, switch_points, timestep_function, timestep_max
+from ._schema import TWO_MODEL_ALIASES, schema
+
+SPACING = (
+    "Each stage's spacing is the scheduler's own, computed with that stage's model sampling (its own shift) and "
+    "laid out in that model's diffusion time u = t/T (sigma for flow models): a stage of n steps that hands over "
+    "takes the first n + 1 sigmas of the scheduler's (n + 1)-step schedule and stretches their u linearly so that "
+    "the first is the stage's first sigma and the last the boundary, which starts the next stage; the last stage "
+    "takes the scheduler's n-step schedule and stretches it so that the first is the stage's first sigma while its "
+    "last sigma before 0, and the 0, stay where the scheduler put them.")
+
+
+def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float) -> list[float]:
+    """The sigmas a stage's ``steps`` steps start from, between ``first`` and ``boundary`` (0 for the last stage)."""
+    handing = boundary > 0
+    shape = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps + handing).tolist()
+    if len(shape) != steps + handing + 1:
+        raise ValueError(f"{NODE_NAME}: the {scheduler} scheduler gives {len(shape) - 1} steps where {steps + handing} "
+                         "were asked for; choose another scheduler.")
+    t_max = timestep_max(model_sampling)
+    timestep_of = timestep_function(model_sampling)
+    u_of = lambda sigma: timestep_of(sigma) / t_max
+    shape = shape[:steps + 1] if handing else shape[:steps]
+    end = boundary if handing else shape[-1]
+    if steps == 1 and not handing:
+        return [first]
+    laid = lay_stage_points([u_of(sigma) for sigma in shape], u_of(first), u_of(end))
+    inner = [invert_increasing(u_of, u, float(model_sampling.sigma_max)) for u in laid[1:-1]]
+    return [first, *inner] if handing else [first, *inner, end]
+
+
+def stage_sigmas(model, scheduler: str, counts: list[int], denoise: float) -> torch.Tensor:
+    plan = get_plan(model)
+    patchers = [stage.patcher for stage in plan.stages] + [model]
+    model_sampling = model.get_model_object("model_sampling")
+    schedule = sampler_sigmas(model, sum(counts), "euler", scheduler, denoise).tolist()
+    if len(schedule) < 2:
+        raise ValueError(f"{NODE_NAME}: denoise {denoise:g} leaves no steps; raise it above 0.")
+    validate_steps_rule_counts(counts, [stage.rule.small_fraction if stage.rule.switch_by == SWITCH_BY_STEPS
+                                        else None for stage in plan.stages])
+    timestep_of = timestep_function(model_sampling)
+    # the pair reads its switches with the large model's conversions, so the boundaries are read with them too
+    boundaries = [compute_boundary_sigma(point, timestep_of, float(model_sampling.sigma_max))
+                  for point in switch_points(plan, model_sampling, schedule)]
+    names = [model_label(i, len(patchers), patcher) for i, patcher in enumerate(patchers)]
+    validate_stage_counts(counts, boundaries, names, schedule[0], denoise)
+    sigmas = [sigma for (first, boundary), count, patcher in zip(compute_stage_ranges(schedule[0], boundaries),
+                                                                  counts, patchers) if count
+              for sigma in stage_points(patcher.get_model_object("model_sampling"), scheduler, count, first,
+                                        boundary)] + [0.0]
+    sigmas = torch.tensor(sigmas, dtype=torch.float32)
+    got = count_stage_steps(switch_points(plan, model_sampling, sigmas.tolist()), sigmas.tolist(), timestep_of)
+    if got != counts or not bool((sigmas[1:] < sigmas[:-1]).all()):
+        raise ValueError(f"{NODE_NAME}: with the {scheduler} scheduler the stages overlap (steps per model "
+                         f"{got}, not {counts}); choose another scheduler or fewer steps.")
+    return sigmas
+
+
+class TStitchStageSigmas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="TStitchStageSigmas",
+            display_name="T-Stitch Stage Sigmas",
+            search_aliases=[*TWO_MODEL_ALIASES, "sigmas", "steps per model", "stage steps"],
+            description=(
+                "Sigmas on which each model of a T-Stitch pair runs exactly its own number of steps, for "
+                "SamplerCustom or SamplerCustomAdvanced with the pair as the model: the boundaries are where the "
+                "pair hands over, and each stage is spaced by the scheduler with its own model's sampling."),
+            inputs=[
+                io.Model.Input("model", tooltip="A pair (or nested pair), from T-Stitch Model Pair; sample it with "
+                                                 "these sigmas."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip=SPACING),
+                io.String.Input("steps_per_model", default="2, 4", tooltip=(
+                    "One step count per model, smallest (first) model first: \"2, 4\". With switch_by timestep each "
+                    "boundary is where t/T = 1 - small_fraction (read with the large model's sampling); with "
+                    "switch_by steps the counts must be the pair's split, round(small_fraction x total) steps "
+                    "before each switch, and the boundary is that step's sigma on the large model's schedule of "
+                    "the total steps. A model that owns part of the schedule needs at least 1 step.")),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
+                    "As KSampler's: the schedule starts where the large model's schedule of the total steps at "
+                    "this denoise starts; a model whose whole part lies above that start gets no steps and must "
+                    "be given 0.")),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="The sigmas, for SamplerCustom / SamplerCustomAdvanced with the pair.")],
+        )
+
+    @classmethod
+    def execute(cls, model, scheduler, steps_per_model, denoise=1.0) -> io.NodeOutput:
+        if get_plan(model) is None:
+            raise ValueError(f"{NODE_NAME}: the model is not a T-Stitch pair; connect the output of T-Stitch "
+                             "Model Pair.")
+        counts = parse_step_counts(steps_per_model, len(get_plan(model).stages) + 1)
+        return io.NodeOutput(stage_sigmas(model, scheduler, counts, denoise))
