@@ -16,12 +16,13 @@ from ._schedule import sampler_sigmas, switch_points, timestep_function, timeste
 from ._schema import TWO_MODEL_ALIASES, schema
 
 SPACING = (
-    "Each stage's spacing is the scheduler's own, computed with that stage's model sampling (its own shift) and "
-    "laid out in that model's diffusion time u = t/T (sigma for flow models): a stage of n steps that hands over "
-    "takes the first n + 1 sigmas of the scheduler's (n + 1)-step schedule and stretches their u linearly so that "
-    "the first is the stage's first sigma and the last the boundary, which starts the next stage; the last stage "
-    "takes the scheduler's n-step schedule and stretches it so that the first is the stage's first sigma while its "
-    "last sigma before 0, and the 0, stay where the scheduler put them.")
+    "Each stage is spaced as the scheduler spaces a schedule of its own, computed with that stage's model sampling "
+    "(its own shift), in that model's time u = t/T, where sigma(t) is ComfyUI's sigma of timestep t for the model "
+    "and T the t of its largest sigma (the time before the shift, for flow models): a stage of n steps that hands "
+    "over takes the first n + 1 sigmas of the scheduler's (n + 1)-step schedule and stretches their u linearly so "
+    "that the first is the stage's first sigma and the last the boundary, where the next stage starts; the last "
+    "stage takes the scheduler's n-step schedule and stretches it so that the first is the stage's first sigma "
+    "while its last sigma before 0, and the 0, stay where the scheduler put them.")
 
 
 def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float) -> list[float]:
@@ -31,15 +32,16 @@ def stage_points(model_sampling, scheduler: str, steps: int, first: float, bound
     if len(shape) != steps + handing + 1:
         raise ValueError(f"{NODE_NAME}: the {scheduler} scheduler gives {len(shape) - 1} steps where {steps + handing} "
                          "were asked for; choose another scheduler.")
-    t_max = timestep_max(model_sampling)
-    timestep_of = timestep_function(model_sampling)
-    u_of = lambda sigma: timestep_of(sigma) / t_max
-    shape = shape[:steps + 1] if handing else shape[:steps]
-    end = boundary if handing else shape[-1]
     if steps == 1 and not handing:
         return [first]
+    t_max = timestep_max(model_sampling)
+    # u -> sigma is ComfyUI's own sigma(t), as the schedulers use it; sigma -> u its inverse, by bisection
+    sigma_of = lambda u: float(model_sampling.sigma(torch.tensor(u * t_max, dtype=torch.float32)))
+    u_of = lambda sigma: invert_increasing(sigma_of, float(sigma), 1.0)
+    shape = shape[:steps + 1] if handing else shape[:steps]
+    end = boundary if handing else shape[-1]
     laid = lay_stage_points([u_of(sigma) for sigma in shape], u_of(first), u_of(end))
-    inner = [invert_increasing(u_of, u, float(model_sampling.sigma_max)) for u in laid[1:-1]]
+    inner = [sigma_of(u) for u in laid[1:-1]]
     return [first, *inner] if handing else [first, *inner, end]
 
 

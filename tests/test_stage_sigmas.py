@@ -61,3 +61,220 @@ def test_each_sd_model_runs_exactly_its_steps(rule, fraction, counts, small_mode
     assert len(sigmas) == n1 + n2 + 1 and float(sigmas[-1]) == 0.0
     custom_sample(pair, sigmas)
     assert steps_of(calls) == "S" * n1 + "L" * n2
+
+
+@pytest.mark.parametrize("rule", ["timestep", "steps"])
+def test_each_of_three_sd_models_runs_exactly_its_steps(rule, small_model, medium_model, large_model, stitch, tag,
+                                                         calls, run_node, custom_sample):
+    fractions = (0.2, 0.6) if rule == "timestep" else (1 / 6, 3 / 6)
+    pair = stitch(tag(small_model, "S"), stitch(tag(medium_model, "M"), tag(large_model, "L"), fractions[1], rule),
+                  fractions[0], rule)
+    custom_sample(pair, stage_sigmas(run_node, pair, "1, 2, 3"))
+    assert steps_of(calls) == "S" + "MM" + "LLL"
+
+
+@pytest.mark.parametrize("rule", ["timestep", "steps"])
+def test_wan_experts_each_run_exactly_their_steps(rule, wan, stitch, tag, calls, run_node, custom_sample, wan_inputs):
+    high, low = wan
+    fraction = 0.125 if rule == "timestep" else 0.5
+    pair = stitch(tag(high, "H"), tag(low, "L"), fraction, rule)
+    sigmas = stage_sigmas(run_node, pair, "4, 4", scheduler="simple")
+    out = custom_sample(pair, sigmas, **wan_inputs)
+    assert torch.isfinite(out).all() and steps_of(calls) == "HHHH" + "LLLL"
+    if rule == "timestep":  # Wan 2.2 t2v: the high-noise expert runs t/T >= 0.875, t/T being sigma for flow
+        assert all(sigma >= 0.875 for name, sigma in calls if name == "H")
+        assert float(sigmas[4]) == float(torch.tensor(0.875).nextafter(torch.tensor(0.0)))
+
+
+def test_three_wan_models_each_run_exactly_their_steps(wan, load_unet, run_node, stitch, tag, calls, custom_sample,
+                                                       wan_inputs):
+    from tstitch_dev.models import TINY_WAN_SMALL
+
+    high, low = wan
+    draft = run_node("ModelSamplingSD3", model=load_unet(TINY_WAN_SMALL), shift=8.0)[0]
+    pair = stitch(tag(draft, "D"), stitch(tag(high, "H"), tag(low, "L"), 0.125, "timestep"), 0.05, "timestep")
+    custom_sample(pair, stage_sigmas(run_node, pair, "2, 3, 2", scheduler="simple"), **wan_inputs)
+    assert steps_of(calls) == "DD" + "HHH" + "LL"
+
+
+def t_over_t_max(model_sampling, sigma):
+    """t / T as the pair's timestep rule reads it: the timestep the model sees, over its value at sigma_max."""
+    t_max = float(model_sampling.timestep(model_sampling.sigma_max))
+    return float(model_sampling.timestep(torch.tensor(float(sigma)))) / t_max
+
+
+def discrete_time(model_sampling):
+    """(u -> sigma, sigma -> u) of a discrete model: sigma(t) interpolates log sigma between integer timesteps."""
+    import numpy as np
+
+    log_sigmas = model_sampling.log_sigmas.double().numpy()
+    sigma_of = lambda u: float(model_sampling.sigma(torch.tensor(u * 999.0)))
+    return sigma_of, lambda sigma: float(np.interp(np.log(sigma), log_sigmas, np.arange(1000))) / 999.0
+
+
+def flow_time(model_sampling):
+    """(u -> sigma, sigma -> u) of a shifted flow model: sigma = s u / (1 + (s - 1) u), u the time before the shift."""
+    s = float(model_sampling.shift)
+    return lambda u: s * u / (1 + (s - 1) * u), lambda sigma: sigma / (s - (s - 1) * sigma)
+
+
+def hand_stage(model_sampling, scheduler, steps, first, boundary, time):
+    """The documented spacing, written out: the scheduler's (n+1)-step schedule's first n + 1 sigmas (or, for the
+    last stage, its n-step schedule), stretched linearly in the model's time u from the stage's first sigma to
+    its boundary (or, for the last stage, to the scheduler's own last sigma before 0)."""
+    import comfy.samplers
+
+    sigma_of, u_of = time(model_sampling)
+    last = boundary == 0
+    shape = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps if last else steps + 1).tolist()
+    points = shape[:steps] if last else shape[:steps + 1]
+    end = points[-1] if last else boundary
+    u = [u_of(s) for s in points]
+    u_first, u_end = u_of(first), u_of(end)
+    laid = [u_end + (x - u[-1]) * (u_first - u_end) / (u[0] - u[-1]) for x in u]
+    inner = [sigma_of(x) for x in laid[1:-1]]
+    return [first, *inner, end] if last else [first, *inner]
+
+
+@pytest.mark.parametrize("scheduler", ["simple", "normal", "karras", "beta"])
+def test_sd_stage_spacing_is_the_documented_stretch_of_each_scheduler(scheduler, small_model, large_model, stitch,
+                                                                      run_node):
+    import comfy.samplers
+
+    pair = stitch(small_model, large_model, 0.5, "timestep")
+    sigmas = stage_sigmas(run_node, pair, "3, 4", scheduler=scheduler).tolist()
+    ms = large_model.get_model_object("model_sampling")
+    # the boundary: the largest float32 sigma whose t/T is below 1 - 0.5, so the pair gives it to the large model
+    boundary = sigmas[3]
+    assert t_over_t_max(ms, boundary) < 0.5 <= t_over_t_max(ms, torch.tensor(boundary).nextafter(torch.tensor(99.)))
+    start = comfy.samplers.calculate_sigmas(ms, scheduler, 7)[0].item()
+    expected = (hand_stage(small_model.get_model_object("model_sampling"), scheduler, 3, start, boundary,
+                           discrete_time) + hand_stage(ms, scheduler, 4, boundary, 0, discrete_time) + [0.0])
+    assert sigmas == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("scheduler", ["simple", "normal", "karras", "beta"])
+def test_each_wan_expert_is_spaced_with_its_own_shift(scheduler, wan, stitch, run_node):
+    high, low = wan
+    sigmas = stage_sigmas(run_node, stitch(high, low, 0.125, "timestep"), "3, 3", scheduler=scheduler).tolist()
+    boundary = sigmas[3]
+    high_ms, low_ms = (m.get_model_object("model_sampling") for m in wan)
+    assert (float(high_ms.shift), float(low_ms.shift)) == (8.0, 5.0)
+    expected = (hand_stage(high_ms, scheduler, 3, 1.0, boundary, flow_time)
+                + hand_stage(low_ms, scheduler, 3, boundary, 0, flow_time) + [0.0])
+    assert sigmas == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # with the shifts the other way round, the spacing inside each stage would differ
+    swapped = hand_stage(low_ms, scheduler, 3, 1.0, boundary, flow_time) + hand_stage(high_ms, scheduler, 3,
+                                                                                      boundary, 0, flow_time)
+    assert sigmas[1:3] != pytest.approx(swapped[1:3], rel=1e-3)
+    assert sigmas[4:6] != pytest.approx(swapped[4:6], rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def hand_loop(small_model, large_model, conds, latent):
+    """Euler over the two models' CFG denoisers on ``sigmas``, straight from apply_model (no pack code)."""
+    import comfy.model_management
+    import comfy.sample
+
+    comfy.model_management.load_models_gpu([small_model, large_model])
+    positive, negative = (c[0][0] for c in conds)
+    small, large = (cfg_denoiser(m, positive, negative, CFG) for m in (small_model, large_model))
+
+    def run(sigmas, n1):
+        noise = comfy.sample.prepare_noise(latent()["samples"], 0)
+        x = noise * torch.sqrt(1.0 + sigmas[0] ** 2)
+        with torch.no_grad():
+            x = euler([small] * n1 + [large] * (len(sigmas) - 1 - n1), x, sigmas)
+        return large_model.model.process_latent_out(x)
+
+    return run
+
+
+def test_a_plain_split_of_the_normal_schedule_is_ksamplers_and_the_hand_loops(small_model, large_model, stitch,
+                                                                             run_node, custom_sample, hand_loop,
+                                                                             ksample):
+    """normal is uniform in t, so 4 + 6 steps stretched between the large model's step 4 (the steps rule's
+    boundary) and its ends are the 10-step normal schedule itself, and sampling them is KSampler's split."""
+    import comfy.samplers
+
+    pair = stitch(small_model, large_model, 0.4, "steps")
+    sigmas = stage_sigmas(run_node, pair, "4, 6")
+    plain = comfy.samplers.calculate_sigmas(large_model.get_model_object("model_sampling"), "normal", 10)
+    torch.testing.assert_close(sigmas, plain, rtol=1e-5, atol=1e-6)
+    out = custom_sample(pair, sigmas)
+    expected = hand_loop(plain, 4)
+    tolerance = dict(rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    torch.testing.assert_close(out, expected, **tolerance)
+    torch.testing.assert_close(out, ksample(pair, "euler", "normal", steps=10), **tolerance)
+
+
+def test_denoise_starts_the_stages_where_ksampler_would(small_model, large_model, stitch, tag, calls, run_node,
+                                                        custom_sample):
+    import comfy.samplers
+
+    pair = stitch(tag(small_model, "S"), tag(large_model, "L"), 0.3, "timestep")
+    sigmas = stage_sigmas(run_node, pair, "2, 3", denoise=0.8)
+    assert float(sigmas[0]) == pytest.approx(float(comfy.samplers.KSampler(large_model, 5, "cpu", scheduler="normal",
+                                                                           denoise=0.8).sigmas[0]))
+    custom_sample(pair, sigmas, latent_image={"samples": torch.zeros(1, 4, 8, 8)})
+    assert steps_of(calls) == "SS" + "LLL"
+
+
+def test_a_model_denoise_leaves_without_steps_is_given_none(small_model, large_model, stitch, tag, calls, run_node,
+                                                            custom_sample):
+    pair = stitch(tag(small_model, "S"), tag(large_model, "L"), 0.5, "timestep")
+    with pytest.raises(ValueError, match=r"small model \(SD15\) gets no steps: the schedule starts at sigma .* "
+                                         r"\(denoise 0.3\), below where it hands over .* Raise denoise .* or give "
+                                         r"it 0 steps"):
+        stage_sigmas(run_node, pair, "2, 3", denoise=0.3)
+    custom_sample(pair, stage_sigmas(run_node, pair, "0, 3", denoise=0.3),
+                  latent_image={"samples": torch.zeros(1, 4, 8, 8)})
+    assert steps_of(calls) == "LLL"
+
+
+@pytest.mark.parametrize("counts, message", [
+    ("4", r"gives 1 count\(s\), but the pair has 2 models; write 2 counts"),
+    ("1, 2, 3", r"gives 3 count\(s\), but the pair has 2 models"),
+    ("2, x", r"is not a list of whole numbers"),
+    ("0, 0", r"at least one step"),
+    ("0, 5", r"small model \(SD15\) runs sigma .* but steps_per_model gives it 0 steps; give it at least 1"),
+])
+def test_counts_that_do_not_fit_the_pair_are_refused(counts, message, small_model, large_model, stitch, run_node):
+    with pytest.raises(ValueError, match="T-Stitch Stage Sigmas: .*" + message):
+        stage_sigmas(run_node, stitch(small_model, large_model, 0.5, "timestep"), counts)
+
+
+def test_counts_the_steps_rule_would_split_otherwise_are_refused_with_the_fraction_that_fits(small_model,
+                                                                                            large_model, stitch,
+                                                                                            run_node):
+    with pytest.raises(ValueError, match=r"steps_per_model 3, 7 gives the first model 3 of 10 steps, but the pair "
+                                         r"switches by steps with small_fraction 0.4, which gives them round\(0.4 x "
+                                         r"10\) = 4. Set that small_fraction to 3/10 = 0.3, or switch_by timestep"):
+        stage_sigmas(run_node, stitch(small_model, large_model, 0.4, "steps"), "3, 7")
+    assert len(stage_sigmas(run_node, stitch(small_model, large_model, 0.3, "steps"), "3, 7")) == 11
+
+
+def test_a_model_the_pair_never_runs_takes_no_steps(small_model, large_model, stitch, run_node):
+    pair = stitch(small_model, large_model, 0.0, "timestep")
+    with pytest.raises(ValueError, match=r"its small_fraction is 0, so the pair never runs it"):
+        stage_sigmas(run_node, pair, "1, 3")
+    assert len(stage_sigmas(run_node, pair, "0, 3")) == 4
+
+
+def test_only_a_pair_has_stage_sigmas(large_model, run_node):
+    with pytest.raises(ValueError, match="not a T-Stitch pair; connect the output of T-Stitch Model Pair"):
+        stage_sigmas(run_node, large_model, "2, 4")
+
+
+def test_refused_before_the_first_step(small_model, large_model, stitch, tag, calls, run_node):
+    """The node refuses when it runs: the sampler that would take its sigmas never starts."""
+    with pytest.raises(ValueError):
+        stage_sigmas(run_node, stitch(tag(small_model, "S"), tag(large_model, "L"), 0.4, "steps"), "3, 7")
+    assert calls == []
+
+
+def test_lay_stage_points_stretches_linearly():
+    from tstitch_core import lay_stage_points
+
+    assert lay_stage_points([1.0, 0.5, 0.0], 0.9, 0.5) == pytest.approx([0.9, 0.7, 0.5])
+    assert lay_stage_points([0.7], 0.3, 0.1) == [0.3]

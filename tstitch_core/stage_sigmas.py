@@ -140,7 +140,7 @@ def lay_stage_points(shape: Sequence[float], first: float, last: float) -> list[
 
 
 def invert_increasing(function: Callable[[float], float], target: float, high: float) -> float:
-    """The sigma in [0, ``high``] where the increasing ``function`` (sigma -> u) reaches ``target``, by bisection."""
+    """The x in [0, ``high``] where the increasing ``function`` reaches ``target``, by bisection."""
     low = 0.0
     for _ in range(100):
         middle = (low + high) / 2
