@@ -9,7 +9,7 @@ from ..tstitch_core import describe_stage_steps
 from ._drawing import draw_schedule, to_image_tensor
 from ._patching import get_plan
 from ._run import model_label
-from ._schedule import stages_on_schedule
+from ._schedule import stage_of_each_step, stages_on_schedule
 from ._schema import schema
 
 
@@ -47,6 +47,9 @@ class TStitchSchedulePreview(io.ComfyNode):
                                optional=True, tooltip=(
                                    "The sampler: dpm_2, dpm_2_ancestral, uni_pc and uni_pc_bh2 run a schedule of "
                                    "steps + 1 with the next-to-last sigma left out, so their steps fall elsewhere.")),
+                io.Sigmas.Input("sigmas", optional=True, tooltip=(
+                    "Sigmas to preview instead of the schedule of steps, scheduler and denoise (which are then "
+                    "ignored): from T-Stitch Stage Sigmas, say, for SamplerCustom with the pair.")),
             ],
             outputs=[io.Image.Output(display_name="plot", tooltip="The schedule, coloured by model."),
                      io.String.Output(display_name="summary", tooltip="Each model's steps, in words.")],
@@ -54,16 +57,24 @@ class TStitchSchedulePreview(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, steps, scheduler, denoise, model=None, guider=None, sampler_name="euler") -> io.NodeOutput:
+    def execute(cls, steps, scheduler, denoise, model=None, guider=None, sampler_name="euler",
+                sigmas=None) -> io.NodeOutput:
         stitched = stitched_model_of(model, guider)
         plan = get_plan(stitched)
-        sigmas, stages = stages_on_schedule(stitched, plan, steps, sampler_name, scheduler, denoise)
+        sigmas_given = sigmas is not None
+        if not sigmas_given:
+            sigmas, stages = stages_on_schedule(stitched, plan, steps, sampler_name, scheduler, denoise)
+        else:
+            sigmas = sigmas.cpu().float().tolist()
+            stages = stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)
         if len(sigmas) < 2:
-            raise ValueError(f"denoise {denoise} leaves no steps to preview.")
+            raise ValueError("The sigmas input has no steps to preview." if sigmas_given
+                             else f"denoise {denoise} leaves no steps to preview.")
         patchers = [stage.patcher for stage in plan.stages] + [stitched]
         counts = [stages.count(index) for index in range(len(patchers))]
         legend = [f"{model_label(i, len(patchers), p)}: {words} ({100 * n / len(stages):.0f}%)"
                   for i, (p, words, n) in enumerate(zip(patchers, describe_stage_steps(counts), counts))]
-        title = f"T-Stitch schedule: {len(stages)} steps, {scheduler}, denoise {denoise:g}"
+        settings = "given sigmas" if sigmas_given else f"{scheduler}, denoise {denoise:g}"
+        title = f"T-Stitch schedule: {len(stages)} steps, {settings}"
         plot = to_image_tensor(draw_schedule(sigmas, stages, legend, title))
         return io.NodeOutput(plot, "\n".join(legend), ui=ui.PreviewImage(plot, cls=cls))

@@ -74,3 +74,16 @@ def test_the_preview_counts_steps_on_the_schedule_of_the_sampler_it_is_told(smal
     counted = {name: preview(run_node, model=pair, sampler_name=name)[1].splitlines()[0] for name in ("euler", "uni_pc")}
     assert counted["uni_pc"].startswith(f"small model (SD15): steps 1-{small_calls} of 10"), counted
     assert not counted["euler"].startswith(f"small model (SD15): steps 1-{small_calls} of 10"), counted
+
+
+def test_given_sigmas_are_previewed_coloured_by_the_model_that_runs_each_step(small_model, large_model, stitch,
+                                                                              run_node):
+    pair = stitch(small_model, large_model, 0.5, "timestep")
+    sigmas = run_node("TStitchStageSigmas", model=pair, scheduler="karras", steps_per_model="3, 4", denoise=1.0)[0]
+    plot, summary = preview(run_node, model=pair, sigmas=sigmas)  # steps 10, normal: not what is previewed
+    assert summary.splitlines() == ["small model (SD15): steps 1-3 of 7 (43%)",
+                                    "large model (SD15): steps 4-7 of 7 (57%)"]
+    blue, orange = (86, 180, 233), (230, 159, 0)
+    assert colour_share(plot, blue) > 0 and colour_share(plot, orange) > 0
+    with pytest.raises(ValueError, match="The sigmas input has no steps to preview"):
+        preview(run_node, model=pair, sigmas=sigmas[-1:])
