@@ -61,10 +61,34 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 @pytest.fixture(scope="session")
-def comfy_host(tmp_path_factory) -> Path:
+def gguf_pack() -> tuple[Path | None, str]:
+    """(city96's ComfyUI-GGUF checkout at the pinned commit, "") when it can be had, else (None, why not)."""
+    from tstitch_dev.thirdparty import find_gguf_pack
+
+    return find_gguf_pack()
+
+
+@pytest.fixture(scope="session")
+def comfy_host(tmp_path_factory, gguf_pack) -> Path:
     from tstitch_dev.comfy_env import boot_comfyui
 
-    return boot_comfyui(tmp_path_factory.mktemp("comfyui"), cpu=True)
+    # third-party packs load as installed beside this one; their ops reach only the models their loaders load
+    extra_packs = tuple(path for path in (gguf_pack[0],) if path is not None)
+    return boot_comfyui(tmp_path_factory.mktemp("comfyui"), cpu=True, extra_packs=extra_packs)
+
+
+@pytest.fixture(scope="session")
+def gguf_nodes(comfy_host, gguf_pack):
+    """ComfyUI-GGUF's node classes by id, loaded by ComfyUI from the pinned checkout; the GGUF tests skip, saying
+    why, only where that checkout can't be had (not found, not clonable, no gguf package)."""
+    import nodes
+
+    path, reason = gguf_pack
+    if path is None:
+        pytest.skip(f"ComfyUI-GGUF can't be had: {reason}")
+    if "UnetLoaderGGUF" not in nodes.NODE_CLASS_MAPPINGS:
+        raise RuntimeError(f"ComfyUI did not load ComfyUI-GGUF from {path} (see its import error logged above).")
+    return nodes.NODE_CLASS_MAPPINGS
 
 
 @pytest.fixture(scope="session")

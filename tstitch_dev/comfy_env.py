@@ -75,11 +75,13 @@ def use_host(cpu: bool | None = None, host: Path | None = None) -> Path:
     return host
 
 
-def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = None) -> Path:
+def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = None,
+                 extra_packs: tuple[Path, ...] = ()) -> Path:
     """Import the ComfyUI host, then load every node the way ComfyUI does, this pack from ``workdir``.
 
     The pack is linked into ``workdir/custom_nodes`` and that folder is ComfyUI's only custom-node
-    folder, so neither the host's installed packs nor its folders take part.
+    folder, so neither the host's installed packs nor its folders take part; ``extra_packs`` (other
+    node packs' checkouts, such as ComfyUI-GGUF) are linked there beside it and load as installed.
     """
     host = use_host(cpu, host)
     import folder_paths
@@ -92,6 +94,9 @@ def boot_comfyui(workdir: Path, cpu: bool | None = None, host: Path | None = Non
     link = custom_nodes / PACK_DIR_NAME
     if not link.exists():
         os.symlink(PACK_ROOT, link, target_is_directory=True)
+    for pack in extra_packs:
+        if not (custom_nodes / pack.name).exists():
+            os.symlink(pack, custom_nodes / pack.name, target_is_directory=True)
     folder_paths.folder_names_and_paths["custom_nodes"] = ([str(custom_nodes)], set())
     noise = ServerlessNoiseFilter()
     logging.getLogger().addFilter(noise)  # ComfyUI logs its load reports on the root logger

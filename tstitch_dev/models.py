@@ -420,3 +420,55 @@ def ensure_dit(spec: DiTSpec, folder: Path = MODEL_CACHE, suffix: str = ".pt") -
         return _write(path, lambda partial: torch.save(state_dict, partial))
 
     return _built_once(folder / spec.file_name(suffix), build)
+
+
+# ComfyUI-GGUF's files for SD1/SDXL UNets, as its tools write them (tools/convert.py, then llama.cpp's quantize
+# with its tools/lcpp.patch): tensors of 512+ elements whose last dimension isn't a multiple of 256 are stored as
+# rows of 256 with their shape in "comfy.gguf.orig_shape.<key>"; a quantized file quantizes the 2-D ones (so
+# reshaped, convolutions too) but the embeddings and the first and last convolutions, which stay F16 as
+# 1-D tensors do. Its convert script doesn't recognise a one-level UNet as SD1, so these are written here.
+GGUF_TYPES = ("F16", "Q8_0")
+_GGUF_ARCH = {"sd15": "sd1", "sdxl": "sdxl"}
+_GGUF_UNQUANTIZED_PARTS = ("class_embedding.", "time_embedding.", "add_embedding.", "time_embed.", "label_emb.",
+                           "conv_in.", "conv_out.")
+_GGUF_UNQUANTIZED_NAMES = ("input_blocks.0.0.weight", "out.2.weight")
+
+
+def ensure_gguf(spec: UNetSpec, qtype: str = "F16", folder: Path = MODEL_CACHE) -> Path:
+    """Path of ``spec`` as a ComfyUI-GGUF diffusion-model file (UnetLoaderGGUF's format), F16 or Q8_0, built once.
+
+    The weights are the .safetensors file's (rounded to fp16 as it is), before quantization."""
+    if qtype not in GGUF_TYPES:
+        raise ValueError(f"No GGUF test files of type {qtype!r}: {', '.join(GGUF_TYPES)}")
+    stem = spec.file_name[:-len(".safetensors")]
+    return _built_once(folder / f"{stem}-{qtype}.gguf",
+                       lambda path: _write(path, lambda partial: _write_gguf(spec, qtype, partial)))
+
+
+def gguf_tensor_type(key: str, shape: tuple[int, ...], qtype: str) -> str:
+    """The GGML type ComfyUI-GGUF's tools give tensor ``key`` of (stored) ``shape`` in a ``qtype`` file."""
+    if qtype == "F16" or len(shape) != 2 or shape[-1] % 32:  # Q8_0 packs rows in blocks of 32
+        return "F16"
+    if any(part in key for part in _GGUF_UNQUANTIZED_PARTS) or key in _GGUF_UNQUANTIZED_NAMES:
+        return "F16"
+    return qtype
+
+
+def _write_gguf(spec: UNetSpec, qtype: str, path: Path) -> None:
+    import gguf
+    import torch
+
+    writer = gguf.GGUFWriter(path=None, arch=_GGUF_ARCH[spec.family])
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_file_type(getattr(gguf.LlamaFileType, f"MOSTLY_{qtype}"))
+    for key, tensor in build_unet_state_dict(spec).items():
+        data = tensor.to(torch.float16).numpy()
+        if data.ndim > 1 and data.size >= 512 and data.size % 256 == 0 and data.shape[-1] % 256:
+            writer.add_array(f"comfy.gguf.orig_shape.{key}", [int(size) for size in data.shape])
+            data = data.reshape(data.size // 256, 256)
+        ggml_type = getattr(gguf.GGMLQuantizationType, gguf_tensor_type(key, data.shape, qtype))
+        writer.add_tensor(key, gguf.quants.quantize(data, ggml_type), raw_dtype=ggml_type)
+    writer.write_header_to_file(path=str(path))
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
