@@ -8,7 +8,8 @@ only hand over to ``StitchRun`` (``_run.py``), which owns everything that happen
 - OUTER_SAMPLE, once per sampling: starts the run (checks, each stage's model options and
   conditioning) and runs each stage's own outer-sample wrappers around the pass.
 - PREPARE_SAMPLING, once per sampling: with offload, loads the model whose step comes first
-  instead of the large one, which is then loaded when its first step comes.
+  instead of the large one, which is then loaded when its first step comes; each earlier model
+  is loaded inside its own PREPARE_SAMPLING wrappers.
 - SAMPLER_SAMPLE, once per sampling: each stage's own sampler-sample wrappers, and the
   denoise mask function of the model whose step it is.
 - PREDICT_NOISE, once per model call and outermost: the stage for the call's sigma.
@@ -144,13 +145,12 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
 def _prepare_sampling_wrapper(executor, model, noise_shape, conds, model_options=None, **kwargs):
     # with offload, loading the large model before the small model's steps would be a load for nothing: the
     # first model to run is loaded instead (with what the conditioning needs), the large model's BaseModel is
-    # still the guider's, and its weights come when its first step does (StitchRun.activate)
+    # still the guider's, and its weights come when its first step does (StitchRun.activate); each earlier
+    # model loaded runs its own PREPARE_SAMPLING wrappers
     run = (model_options or {}).get("transformer_options", {}).get(TSTITCH_KEY)
-    first = run.first_patcher() if run is not None and run.plan.offload_idle else model
-    if first is model:
+    if run is None:
         return executor(model, noise_shape, conds, model_options=model_options, **kwargs)
-    _, conds, models = executor(first, noise_shape, conds, model_options=model_options, **kwargs)
-    return model.model, conds, models
+    return run.prepare_sampling(executor, model, noise_shape, conds, model_options=model_options, **kwargs)
 
 
 def _sampler_sample_wrapper(executor, guider, sigmas, extra_args, *args, **kwargs):

@@ -10,8 +10,9 @@ with it. It answers, in one place:
   and sampler-sample wrappers around the pass, its conditioning processed by its own model);
   the large model's calls pass through untouched;
 - where it runs: ``activate`` loads the model about to run through ComfyUI's model management
-  (and, with offload, hands the others back first), and makes it the guider's inner model, so
-  anything the sampler reads between calls (model sampling, inpainting, the denoise mask
+  (and, with offload, hands the others back first and estimates its memory inside its own
+  PREPARE_SAMPLING wrappers, as prepare_sampling does), and makes it the guider's inner model,
+  so anything the sampler reads between calls (model sampling, inpainting, the denoise mask
   function) comes from a loaded model.
 """
 
@@ -327,16 +328,50 @@ class StitchRun:
             conds = stage.own_conds if stage and stage.own_conds is not None else self.guider.conds
             main_cond_models, main_memory = comfy.sampler_helpers.get_additional_models(
                 self.guider.conds, patcher.model_dtype()) if stage is None else ([], 0)
-            memory = comfy.sampler_helpers.estimate_memory(patcher, self.noise_shape, conds)[0]
-            comfy.model_management.load_models_gpu(
-                [patcher, *patcher.get_nested_additional_models(), *cond_models, *main_cond_models],
-                memory_required=memory + inference_memory + main_memory)
+
+            def load(model, noise_shape, conds, model_options=None, **kwargs):
+                # the model its wrappers hand on (KJNodes' memory factor override passes a clone)
+                memory = comfy.sampler_helpers.estimate_memory(model, noise_shape, conds)[0]
+                comfy.model_management.load_models_gpu(
+                    [model, *model.get_nested_additional_models(), *cond_models, *main_cond_models],
+                    memory_required=memory + inference_memory + main_memory)
+                return model.model, conds, []
+
+            # its memory is estimated here, so inside its own PREPARE_SAMPLING wrappers, as prepare_sampling's is
+            options = stage.options if stage else _without_own_prepare_wrapper(self.guider.model_options)
+            within_prepare_wrappers(patcher, options, load, self.noise_shape, conds)
         elif cond_models:  # with the model about to run, so making room for them can't evict it
             comfy.model_management.load_models_gpu([patcher, *cond_models], memory_required=inference_memory)
         if stage:
             stage.process_own_conds()
         self.guider.inner_model = patcher.model
         self.active = index
+
+    def prepare_sampling(self, executor, model, noise_shape, conds, model_options=None, **kwargs):
+        """ComfyUI's prepare_sampling of the pass, inside the own PREPARE_SAMPLING wrappers of each earlier model
+        it loads, each called with that model (KJNodes' memory usage factor override sets the factor of the model
+        it is given). Without offload every model loads here with the large one; with offload only the model
+        whose step comes first, the large model's BaseModel staying the guider's and its weights coming with
+        its first step (``activate``), as does each later model's."""
+        def prepare(prepared_model):
+            return executor(prepared_model, noise_shape, conds, model_options=model_options, **kwargs)
+
+        if not self.plan.offload_idle:
+            load = lambda _stage_model: prepare(model)  # noqa: E731  the earlier models load as additional models
+            for stage in reversed(self.stages):
+                load = self._nest_prepare(stage, load, noise_shape, kwargs)
+            return load(model)
+        if self.first_index == len(self.stages):
+            return prepare(model)
+        first = self.stages[self.first_index]
+        _, conds, models = within_prepare_wrappers(first.patcher, first.options, lambda m, *_, **__: prepare(m),
+                                                   noise_shape, first.conds_for_wrappers(), **kwargs)
+        return model.model, conds, models
+
+    @staticmethod
+    def _nest_prepare(stage: StageRun, inner, noise_shape, kwargs):
+        return lambda _model: within_prepare_wrappers(stage.patcher, stage.options, lambda m, *_, **__: inner(m),
+                                                      noise_shape, stage.conds_for_wrappers(), **kwargs)
 
     def pre_run(self) -> None:
         # ComfyUI calls pre_run on the sampled model only; a second call means another guider prepared it too
@@ -349,6 +384,21 @@ class StitchRun:
     def finish(self) -> None:
         for stage in self.stages:
             stage.finish()
+
+
+def within_prepare_wrappers(patcher, model_options: dict, load, noise_shape, conds, **kwargs):
+    """``load(model, noise_shape, conds, model_options=...)`` inside ``patcher``'s own PREPARE_SAMPLING wrappers
+    (from ``model_options``), called as comfy.sampler_helpers.prepare_sampling calls them."""
+    wrappers = get_all_wrappers(WrappersMP.PREPARE_SAMPLING, model_options, is_model_options=True)
+    return WrapperExecutor.new_executor(load, wrappers).execute(patcher, noise_shape, conds,
+                                                                model_options=model_options, **kwargs)
+
+
+def _without_own_prepare_wrapper(model_options: dict) -> dict:
+    # the stitched model's options, less T-Stitch's wrapper: what the large model's own wrappers are
+    options = comfy.model_patcher.create_model_options_clone(model_options)
+    options["transformer_options"].get("wrappers", {}).get(WrappersMP.PREPARE_SAMPLING, {}).pop(TSTITCH_KEY, None)
+    return options
 
 
 def _has_control(conds: dict) -> bool:
