@@ -278,3 +278,25 @@ def test_lay_stage_points_stretches_linearly():
 
     assert lay_stage_points([1.0, 0.5, 0.0], 0.9, 0.5) == pytest.approx([0.9, 0.7, 0.5])
     assert lay_stage_points([0.7], 0.3, 0.1) == [0.3]
+
+
+def test_the_boundary_is_the_largest_float32_sigma_the_switch_leaves_to_the_next_model():
+    import numpy as np
+
+    from tstitch_core import ALWAYS, NEVER, SwitchPoint, compute_boundary_sigma
+
+    flow = lambda sigma: float(np.float32(sigma)) * 1000.0  # t = 1000 sigma, T = 1000
+    boundary = compute_boundary_sigma(SwitchPoint(875.0, True, by_timestep=True), flow, 1.0)
+    assert boundary == float(np.nextafter(np.float32(0.875), np.float32(0)))
+    assert compute_boundary_sigma(SwitchPoint(0.5, False), flow, 1.0) == 0.5  # steps: the step's own sigma
+    assert compute_boundary_sigma(NEVER, flow, 1.0) == float("inf")
+    assert compute_boundary_sigma(ALWAYS, flow, 1.0) == float("-inf")
+
+
+def test_stage_ranges_and_counts_in_pure_terms():
+    from tstitch_core import compute_stage_ranges, parse_step_counts
+
+    assert parse_step_counts(" 2, 3 ,1", 3) == [2, 3, 1]
+    # a start below the first boundary leaves the first stage an empty range
+    assert compute_stage_ranges(1.0, [0.8, 0.3]) == [(1.0, 0.8), (0.8, 0.3), (0.3, 0.0)]
+    assert compute_stage_ranges(0.5, [0.8]) == [(0.5, 0.5), (0.5, 0.0)]
