@@ -366,7 +366,7 @@ class StitchRun:
         first = self.stages[self.first_index]
         _, conds, models = within_prepare_wrappers(first.patcher, first.options, lambda m, *_, **__: prepare(m),
                                                    noise_shape, first.conds_for_wrappers(), **kwargs)
-        return model.model, conds, models
+        return UnloadedModelView(model), conds, models
 
     @staticmethod
     def _nest_prepare(stage: StageRun, inner, noise_shape, kwargs):
@@ -384,6 +384,24 @@ class StitchRun:
     def finish(self) -> None:
         for stage in self.stages:
             stage.finish()
+
+
+class UnloadedModelView:
+    """The large model's BaseModel as the guider sees it from prepare_sampling to the first call, with offload and
+    another model first: its weights are not loaded, so its object patches are not on it, and another clone of the
+    same weights left loaded (a ModelSamplingSD3 one, say) may have its own on it. What the sampler reads from it
+    before step 1 (model_sampling for the noise scaling and the conditioning's timestep ranges, latent_format)
+    is read through the large model's patcher: its own object patches, else the originals. Writes go to the
+    BaseModel. The first call makes the running model's BaseModel the guider's (``activate``)."""
+
+    def __init__(self, patcher: comfy.model_patcher.ModelPatcher):
+        object.__setattr__(self, "_patcher", patcher)
+
+    def __getattr__(self, name: str):
+        return object.__getattribute__(self, "_patcher").get_model_object(name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(object.__getattribute__(self, "_patcher").model, name, value)
 
 
 def within_prepare_wrappers(patcher, model_options: dict, load, noise_shape, conds, **kwargs):
