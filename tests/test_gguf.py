@@ -116,6 +116,22 @@ def test_the_experts_are_loaded_by_comfyui_gguf(experts):
     assert type(small.model.model_config).__name__ == type(large.model.model_config).__name__ == "SD15"
 
 
+def test_the_advanced_loaders_dtypes_are_shared_by_every_gguf_model(gguf_nodes):
+    """The README's caveat, as ComfyUI-GGUF behaves: the expert loaded last sets dequant_dtype for both."""
+    from tstitch_dev.models import MINI_SD15_LARGE, MINI_SD15_SMALL, ensure_gguf
+
+    advanced = gguf_nodes["UnetLoaderGGUFAdvanced"]()
+    with torch.inference_mode():
+        small = advanced.load_unet(ensure_gguf(MINI_SD15_SMALL, "Q8_0").name, "float16", "default", False)[0]
+        linear = next(m for m in small.model.diffusion_model.modules() if isinstance(m, torch.nn.Linear))
+        try:
+            assert linear.dequant_dtype is torch.float16
+            advanced.load_unet(ensure_gguf(MINI_SD15_LARGE, "Q8_0").name, "bfloat16", "default", False)
+            assert linear.dequant_dtype is torch.bfloat16  # the small expert's setting is gone
+        finally:
+            type(linear).dequant_dtype = None  # what the plain loader sets
+
+
 @pytest.mark.parametrize("switch_by", ["steps", "timestep"])
 @pytest.mark.parametrize("small_type, large_type", QTYPE_PAIRS)
 def test_f0_and_f1_are_each_gguf_expert_alone(small_type, large_type, switch_by, experts, run_node, sample, alone):
