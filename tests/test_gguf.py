@@ -6,12 +6,11 @@ These tests skip, saying why, only where ComfyUI-GGUF can't be had (tstitch_dev.
 Also here: each model's own PREPARE_SAMPLING wrappers (KJNodes' ModelMemoryUsageFactorOverride is one) run
 around its own memory estimate and load, for safetensors and GGUF experts alike."""
 
-import math
 
 import pytest
 import torch
 
-from tstitch_dev.testing import CFG
+from tstitch_dev.testing import CFG, reference_model
 
 STEPS = 4
 SIZE = 32  # 4x4 latents
@@ -76,34 +75,6 @@ def pair(run_node, small, large, fraction=FRACTION, switch_by="steps", offload=F
                     switch_by=switch_by, offload_idle_model=offload)[0]
 
 
-def small_runs(switch_by, fraction, sigma, sample_sigmas, model_sampling) -> bool:
-    """The rule as the README states it, written here independently of tstitch_core."""
-    if switch_by == "steps":
-        steps = len(sample_sigmas) - 1
-        k = math.floor(fraction * steps + 0.5)
-        return k >= steps or (k > 0 and sigma > float(sample_sigmas[k]))
-    t = float(model_sampling.timestep(torch.tensor([sigma])))
-    t_max = float(model_sampling.timestep(torch.tensor([float(model_sampling.sigma_max)])))
-    return t / t_max >= 1 - fraction
-
-
-def reference_model(small, large, switch_by, fraction, log):
-    """``large`` whose calls go to ``small``'s apply_model where the rule says: no T-Stitch code involved."""
-    reference = large.clone()
-    reference.set_additional_models("reference", [small])  # loaded, its patches applied, by ComfyUI
-    model_sampling = large.get_model_object("model_sampling")
-
-    def route(apply_model, args):
-        sigma = float(args["timestep"][0])
-        sample_sigmas = args["c"]["transformer_options"]["sample_sigmas"].tolist()
-        chosen = small_runs(switch_by, fraction, sigma, sample_sigmas, model_sampling)
-        log.append("S" if chosen else "L")
-        return (small.model.apply_model if chosen else apply_model)(args["input"], args["timestep"], **args["c"])
-
-    reference.set_model_unet_function_wrapper(route)
-    return reference
-
-
 def test_the_experts_are_loaded_by_comfyui_gguf(experts):
     import gguf
 
@@ -166,46 +137,11 @@ def test_the_timestep_switch_with_each_experts_own_model_sampling(sampling, expe
     assert torch.equal(sample(pair(run_node, small, large, 0.3, "timestep"), "euler", "simple"), expected)
 
 
-@pytest.fixture
-def model_management_events(monkeypatch):
-    """What tests/test_offload.py's load_events records: the named models ComfyUI's model management loads
-    ('+S') and unloads ('-S'), in order, everything unloaded first."""
-    import comfy.model_management as mm
-
-    names, events = {}, []
-
-    def loaded():
-        return {names[id(m.model)] for m in mm.loaded_models() if m is not None and id(m.model) in names}
-
-    def spied(function):
-        def call(*args, **kwargs):
-            before = loaded()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                after = loaded()
-                if before - after:
-                    events.append("-" + "".join(sorted(before - after)))
-                if after - before:
-                    events.append("+" + "".join(sorted(after - before)))
-        return call
-
-    for name in ("load_models_gpu", "free_memory", "unload_all_models"):
-        monkeypatch.setattr(mm, name, spied(getattr(mm, name)))
-    mm.unload_all_models()
-
-    def name(model, label):
-        names[id(model.model)] = label
-        return model
-
-    return name, events
-
-
 def test_offloading_gguf_experts_loads_each_once_and_changes_no_number(experts, run_node, sample,
-                                                                       model_management_events):
+                                                                       load_events):
     import comfy.model_management
 
-    name, events = model_management_events
+    name, events = load_events
     small, large = experts("Q8_0", "F16")
     name(small, "S"), name(large, "L")
     results = {}

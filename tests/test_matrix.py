@@ -4,12 +4,11 @@ without this pack: the large model under ComfyUI's own sampler, with a test-writ
 wrapper that hands the calls the rule gives the small model to the small model's apply_model.
 The version-floor run takes a covering subset of the cells (see ``crossed``)."""
 
-import math
 
 import pytest
 import torch
 
-from tstitch_dev.testing import CFG, crossed
+from tstitch_dev.testing import CFG, crossed, reference_model
 
 STEPS = 6
 FRACTION = 0.4
@@ -24,35 +23,6 @@ def models_by_shift(small_model, large_model, run_node):
     """(small, large) as loaded, and both with ModelSamplingSD3 (shift 3), as Wan and SD3 workflows run them."""
     pair = (small_model, large_model)
     return {"none": pair, "sd3": tuple(run_node("ModelSamplingSD3", model=m, shift=3.0)[0] for m in pair)}
-
-
-def small_runs(switch_by, fraction, sigma, sample_sigmas, model_sampling) -> bool:
-    """The rule as the README states it, written here independently of tstitch_core."""
-    if switch_by == "steps":
-        steps = len(sample_sigmas) - 1
-        k = math.floor(fraction * steps + 0.5)
-        return k >= steps or (k > 0 and sigma > float(sample_sigmas[k]))
-    t = float(model_sampling.timestep(torch.tensor([sigma])))
-    t_max = float(model_sampling.timestep(torch.tensor([float(model_sampling.sigma_max)])))
-    return t / t_max >= 1 - fraction
-
-
-def reference_model(small, large, switch_by, fraction, log=None):
-    """``large`` whose calls go to ``small``'s apply_model where the rule says: no T-Stitch code involved."""
-    reference = large.clone()
-    reference.set_additional_models("reference", [small])  # loaded, object patches applied, by ComfyUI
-    model_sampling = large.get_model_object("model_sampling")
-
-    def route(apply_model, args):
-        sigma = float(args["timestep"][0])
-        sample_sigmas = args["c"]["transformer_options"]["sample_sigmas"].tolist()
-        chosen = small_runs(switch_by, fraction, sigma, sample_sigmas, model_sampling)
-        if log is not None:
-            log.append("S" if chosen else "L")
-        return (small.model.apply_model if chosen else apply_model)(args["input"], args["timestep"], **args["c"])
-
-    reference.set_model_unet_function_wrapper(route)
-    return reference
 
 
 @pytest.fixture(scope="module")

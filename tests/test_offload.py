@@ -95,43 +95,6 @@ def test_offloading_routes_shifted_models_as_without_it(switch_by, small_model, 
     assert torch.equal(results[True][0], results[False][0])
 
 
-@pytest.fixture
-def load_events(monkeypatch):
-    """Which of the named models ComfyUI's model management loads and unloads, in order: 'S' loaded is '+S',
-    unloaded '-S'; models loaded together in one call are one event ('+LS'). Everything is unloaded first, so
-    that models other tests left loaded do not hide a load."""
-    import comfy.model_management as mm
-
-    names = {}
-    events = []
-
-    def loaded():
-        return {names[id(m.model)] for m in mm.loaded_models() if m is not None and id(m.model) in names}
-
-    def spied(function):
-        def call(*args, **kwargs):
-            before = loaded()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                after = loaded()
-                if before - after:
-                    events.append("-" + "".join(sorted(before - after)))
-                if after - before:
-                    events.append("+" + "".join(sorted(after - before)))
-        return call
-
-    for name in ("load_models_gpu", "free_memory", "unload_all_models"):
-        monkeypatch.setattr(mm, name, spied(getattr(mm, name)))
-    mm.unload_all_models()
-
-    def name(model, label):
-        names[id(model.model)] = label
-        return model
-
-    return name, events
-
-
 def sample_three_ways(how, model, run_node, conds, latent, small=None, large=None, fraction=0.4):
     positive, negative = conds
     if how == "ksampler":

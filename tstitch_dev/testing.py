@@ -55,3 +55,37 @@ def crossed(where=lambda **cell: True, **dimensions):
     return [pytest.param(*cell, id="-".join(str(value) for value in cell),
                          marks=() if cell in covering else pytest.mark.cross_product)
             for cell in cells]
+
+
+def small_runs(switch_by, fraction, sigma, sample_sigmas, model_sampling) -> bool:
+    """The rule as the README states it, written independently of tstitch_core: does the small model take a call
+    at ``sigma`` of the schedule ``sample_sigmas``?"""
+    import math
+
+    import torch
+
+    if switch_by == "steps":
+        steps = len(sample_sigmas) - 1
+        k = math.floor(fraction * steps + 0.5)
+        return k >= steps or (k > 0 and sigma > float(sample_sigmas[k]))
+    t = float(model_sampling.timestep(torch.tensor([sigma])))
+    t_max = float(model_sampling.timestep(torch.tensor([float(model_sampling.sigma_max)])))
+    return t / t_max >= 1 - fraction
+
+
+def reference_model(small, large, switch_by, fraction, log=None):
+    """``large`` whose calls go to ``small``'s apply_model where the rule says: no T-Stitch code involved."""
+    reference = large.clone()
+    reference.set_additional_models("reference", [small])  # loaded, object patches applied, by ComfyUI
+    model_sampling = large.get_model_object("model_sampling")
+
+    def route(apply_model, args):
+        sigma = float(args["timestep"][0])
+        sample_sigmas = args["c"]["transformer_options"]["sample_sigmas"].tolist()
+        chosen = small_runs(switch_by, fraction, sigma, sample_sigmas, model_sampling)
+        if log is not None:
+            log.append("S" if chosen else "L")
+        return (small.model.apply_model if chosen else apply_model)(args["input"], args["timestep"], **args["c"])
+
+    reference.set_model_unet_function_wrapper(route)
+    return reference
