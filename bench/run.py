@@ -2,6 +2,7 @@
 
     python -m bench.run                                   SD1.5 + BK-SDM-Tiny, 10 steps, on the GPU if there is one
     python -m bench.run --pair sdxl-ssd-1b --size 512 --steps 25
+    python -m bench.run --pair trained-digits             quality by fraction on a DiT pair trained here (quality.py)
 
 For each small_fraction it times TStitchModelPair into KSampler, and the same split as two chained
 KSamplerAdvanced, against each model alone; and TStitchAgreementProbe against the large model alone. The models have the real architectures with seeded random
@@ -66,7 +67,9 @@ PAIRS = {
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", choices=PAIRS, default="sd15-bk-sdm-tiny", help="large + small model: "
-                        + "; ".join(f"{name}: {pair.title}" for name, pair in PAIRS.items()))
+                        + "; ".join(f"{name}: {pair.title}" for name, pair in PAIRS.items())
+                        + f". --pair {QUALITY_PAIR}: quality, not speed, on a DiT pair trained here "
+                          f"(its own options: --pair {QUALITY_PAIR} --help)")
     parser.add_argument("--fractions", default=DEFAULT_FRACTIONS, help=f"comma-separated (default {DEFAULT_FRACTIONS})")
     add_sampling_options(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each configuration (default 5)")
@@ -185,8 +188,21 @@ def time_pair(pair: Pair, settings: Settings, dtype_name: str, fractions: list[f
     return samples, {"large": describe_model(large), "small": describe_model(small)}
 
 
+QUALITY_PAIR = "trained-digits"  # the quality curve on a pair trained here: bench/quality.py
+
+
+def wants_quality(argv) -> bool:
+    return any(arg == f"--pair={QUALITY_PAIR}" or (arg == "--pair" and following == QUALITY_PAIR)
+               for arg, following in zip(argv, [*argv[1:], None]))
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if wants_quality(argv):
+        from .quality import main as quality_main
+
+        return quality_main(argv)
+    args = parse_args(argv)
     if args.rerender:
         return write_results(args.rerender, *load_results(args.rerender))
     host = boot_comfyui(HOST_WORKDIR, cpu=True if args.cpu else None)

@@ -26,8 +26,8 @@ from comfy.ldm.common_dit import pad_to_patch_size
 from comfy.ldm.modules.attention import optimized_attention
 from torch import nn
 
-from ..tstitch_core.dit import (DiTShape, compute_respaced_timesteps, guide_leading_channels, read_dit_shape,
-                                sincos_positions, timestep_frequencies, unwrap_training_checkpoint,
+from ..tstitch_core.dit import (NULL_CLASS, DiTShape, compute_respaced_timesteps, guide_leading_channels,
+                                read_dit_shape, sincos_positions, timestep_frequencies, unwrap_training_checkpoint,
                                 TIMESTEP_FREQUENCIES)
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,14 @@ class ClassEmbedder(nn.Module):
         self.embedding_table = operations.Linear(rows, width, bias=False, dtype=dtype, device=device)
 
     def forward(self, class_weights):
-        if class_weights.shape[-1] != self.embedding_table.in_features:
+        rows = self.embedding_table.in_features
+        if class_weights.shape[-1] != rows:
+            node = ("the ImageNet Class (T-Stitch) node" if rows == NULL_CLASS + 1 else
+                    "the Class Index (T-Stitch) node, given this model")
             raise ValueError(
-                f"T-Stitch DiT: this model takes an ImageNet class ({self.embedding_table.in_features} class weights) "
-                f"as its conditioning, but got a conditioning {class_weights.shape[-1]} wide (a text prompt's?). "
-                "Make its positive and negative with the ImageNet Class (T-Stitch) node.")
+                f"T-Stitch DiT: this model takes a class ({rows - 1} classes and the null class: {rows} class "
+                f"weights) as its conditioning, but got a conditioning {class_weights.shape[-1]} wide (a text "
+                f"prompt's, or another DiT's classes?). Make its positive and negative with {node}.")
         return self.embedding_table(class_weights)
 
 
@@ -197,6 +200,14 @@ class DiTModel(comfy.model_base.BaseModel):
 
 def is_dit(model: comfy.model_patcher.ModelPatcher) -> bool:
     return isinstance(model.model, DiTModel)
+
+
+def dit_class_rows(model: comfy.model_patcher.ModelPatcher) -> int | None:
+    """Rows of the model's class table (its classes and the null class, last), or None if it is no DiT.
+    A pair's is its large model's: the pair runs one conditioning through both."""
+    if not is_dit(model):
+        return None
+    return model.model.diffusion_model.y_embedder.embedding_table.in_features
 
 
 def load_dit(path: str, weight_dtype: torch.dtype | None = None,

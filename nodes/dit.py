@@ -1,4 +1,5 @@
-"""The paper's own setting: DiT checkpoints (DiT-S/B/XL) and the ImageNet class conditioning they take."""
+"""The paper's own setting: DiT checkpoints (DiT-S/B/XL) and the class conditioning they take (ImageNet's, or
+any other number of classes a DiT was trained on)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import torch
 from comfy_api.latest import io
 from torchvision.models import ResNet50_Weights
 
-from ..tstitch_core.dit import NULL_CLASS
-from ._dit import dit_cfg_function, dit_sigmas, load_dit
+from ..tstitch_core.dit import NULL_CLASS, check_class_index
+from ._dit import dit_cfg_function, dit_class_rows, dit_sigmas, load_dit
 from ._schema import schema
 
 WEIGHT_DTYPES = {"default": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -110,3 +111,36 @@ class TStitchImageNetClass(io.ComfyNode):
     def execute(cls, class_name) -> io.NodeOutput:
         index = int(class_name.split(" ", 1)[0])
         return io.NodeOutput(class_conditioning(index), class_conditioning(NULL_CLASS))
+
+
+class TStitchClassIndex(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="TStitchClassIndex",
+            display_name="Class Index (T-Stitch)",
+            search_aliases=["class index", "class label", "dit", "class conditioning", "digits", "t-stitch"],
+            description=(
+                "The conditioning a class-conditional DiT with any number of classes takes (one trained on your own "
+                "data, not ImageNet): positive is the class at class_index, negative the null class. The number "
+                "of classes is read from the connected model's class table, so the conditioning fits it."),
+            inputs=[
+                io.Model.Input("model", tooltip=(
+                    "The DiT (or a pair of DiTs) the conditioning is for: its class table says how many classes "
+                    "there are. Only read, never changed.")),
+                io.Int.Input("class_index", default=0, min=0, max=1_000_000, tooltip=(
+                    "The class, counted from 0 in the order the model was trained with.")),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive", tooltip="The class."),
+                     io.Conditioning.Output(display_name="negative", tooltip="The null class, for guidance.")],
+        )
+
+    @classmethod
+    def execute(cls, model, class_index) -> io.NodeOutput:
+        rows = dit_class_rows(model)
+        if rows is None:
+            raise ValueError(
+                f"Class Index (T-Stitch): the connected model is {type(model.model).__name__}, not a DiT loaded by "
+                "Load DiT Checkpoint (T-Stitch), so it has no class table to index. Connect the DiT (or its pair).")
+        index = check_class_index(class_index, rows, "Class Index (T-Stitch)")
+        return io.NodeOutput(class_conditioning(index, rows), class_conditioning(rows - 1, rows))

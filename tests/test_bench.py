@@ -198,3 +198,57 @@ def test_the_dit_pair_runs_the_official_sampler_and_sits_beside_the_papers_figur
         assert float(expected.split("x")[0]) == pytest.approx(1 / (fraction * 1.6 / 16.5 + 1 - fraction), abs=0.006)
         assert float(by_flops.split("x")[0]) == pytest.approx(1 / (fraction * 5 / 114 + 1 - fraction), abs=0.006)
         assert ("reported: about 1.5x" in expected) == (fraction == 0.4)
+
+
+# --- the quality curve on the trained digits pair (bench/quality.py): its table from hand-made points ---
+
+def quality_points():
+    from bench.quality import Point
+
+    # (fraction, seed) -> accuracy, Frechet, seconds
+    figures = {(0.0, 0): (0.95, 1.0, 10.0), (0.0, 1): (0.93, 1.2, 12.0),
+               (0.5, 0): (0.92, 1.1, 8.0), (0.5, 1): (0.90, 1.3, 6.0),
+               (1.0, 0): (0.40, 9.0, 2.0), (1.0, 1): (0.45, 8.0, 3.0)}
+    return [Point(f, s, *values) for (f, s), values in figures.items()]
+
+
+def test_quality_rows_take_means_over_seeds_and_speedups_over_the_large_models_median():
+    from bench.quality import build_rows, seed_spread, within_spread
+
+    rows = build_rows(quality_points(), {0.0: 0, 0.5: 10, 1.0: 20})
+    assert [(r.fraction, r.small_steps) for r in rows] == [(0.0, 0), (0.5, 10), (1.0, 20)]
+    assert rows[1].accuracy == [0.92, 0.90] and rows[1].accuracy_mean == pytest.approx(0.91)
+    assert rows[2].frechet_mean == pytest.approx(8.5)
+    # medians of two seeds: large 11 s, stitched 7 s, small 2.5 s
+    assert [r.speedup for r in rows] == pytest.approx([1.0, 11 / 7, 11 / 2.5])
+    # the largest seed-to-seed difference of any setting: accuracy 0.05 (small), Frechet 1.0 (small)
+    assert seed_spread(rows) == pytest.approx((0.05, 1.0))
+    # 0.5: accuracy 0.91 >= 0.94 - 0.05 and Frechet 1.2 <= 1.1 + 1.0; the small model: neither
+    assert within_spread(rows) == {0.0: True, 0.5: True, 1.0: False}
+
+
+def test_quality_table_and_plot_are_written_from_the_rows():
+    from bench.quality import build_rows, to_markdown
+    from bench.plot_quality import draw_quality
+
+    rows = build_rows(quality_points(), {0.0: 0, 0.5: 10, 1.0: 20})
+    setup = {"steps": 20, "sampler": "euler", "scheduler": "normal", "cfg": 1.5, "switch_by": "timestep",
+             "per_class": 5, "seeds": [0, 1], "small": "s.pt", "large": "l.pt", "small_description": "depth 1",
+             "large_description": "depth 4", "train_note": "cached", "classifier_accuracy": 0.97, "real_frechet": 0.3}
+    markdown = to_markdown(rows, setup, {"CPU": "test"}, [0.4, 0.5])
+    assert "| 0 (large alone) | 0 | 0.950 / 0.930 | 0.940 | 1.00 / 1.20 | 1.10 | 11.0 | 1.00x | yes |" in markdown
+    assert "| 1 (small alone) | 20 | 0.400 / 0.450 | 0.425 | 9.00 / 8.00 | 8.50 | 2.5 | 4.40x | no |" in markdown
+    assert "within the spread of the large model: 0.5." in markdown
+    assert "suggested_fraction by digit 0.4, 0.5; median 0.45" in markdown
+    image = draw_quality(rows, "test")
+    assert image.size == (900, 44 + 3 * 230 + 30)
+
+
+def test_bench_hands_the_trained_digits_pair_to_the_quality_curve():
+    assert run.wants_quality(["--pair", "trained-digits", "--per-class", "5"])
+    assert run.wants_quality(["--steps", "3", "--pair=trained-digits"])
+    assert not run.wants_quality(["--pair", "tiny", "--name", "trained-digits"])
+    from bench.quality import parse_args
+
+    args = parse_args(["--pair", "trained-digits", "--fractions", "1,0,0.5", "--seeds", "3,4", "--per-class", "6"])
+    assert (args.fractions, args.seeds, args.per_class, args.switch_by) == ([0.0, 0.5, 1.0], [3, 4], 6, "timestep")

@@ -50,6 +50,17 @@ class DiTShape:
                 "class_rows": self.class_rows}
 
 
+def check_class_index(index: int, class_rows: int, node: str) -> int:
+    """The class table row a class index picks: the classes come first, the null class (guidance's negative) last.
+    ``ValueError`` naming ``node`` when the model has no such class."""
+    classes = class_rows - 1
+    if not 0 <= index < classes:
+        raise ValueError(f"{node}: class {index} is not one of this DiT's {classes} classes (0 to {classes - 1}; "
+                         f"its class table has {class_rows} rows, the last the null class). Pick a class index "
+                         f"from 0 to {classes - 1}.")
+    return index
+
+
 def unwrap_training_checkpoint(checkpoint: Mapping) -> Mapping:
     """The weights to sample with: a training checkpoint keeps them under "ema" (DiT's own sample.py
     prefers them), else under "model"; a plain state dict is returned as it is."""

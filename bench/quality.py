@@ -1,0 +1,270 @@
+"""T-Stitch's quality, fraction by fraction, on a DiT pair trained here (tstitch_dev/digits.py).
+
+    ./tstitch bench --pair trained-digits                 trains the pair on first use (cached), then the curve
+    ./tstitch bench --pair trained-digits --per-class 20 --seeds 0,1 --fractions 0,0.5,1
+
+For each small_fraction it samples every digit through ComfyUI (the pack's DiT loader, Class Index and
+Model Pair nodes, KSampler; 0 is the large model alone, 1 the small one alone), for two noise seeds, and
+scores the samples with a classifier trained on the real digits: the share it recognises as the digit
+they were conditioned on, and the Frechet distance of its features to the real digits' (this data set's
+FID). The Agreement Probe runs on the same pair. Writes results.md, quality.png and results.json to
+bench/results/trained-digits-<settings>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tstitch_core import parse_fractions
+from tstitch_dev import digits
+from tstitch_dev.comfy_env import boot_comfyui
+from tstitch_dev.host import comfyui_version
+
+from .report import describe_machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_FRACTIONS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+PLOT_NAME = "quality.png"
+PROBE_PER_CLASS = 10
+# the paper's DiT-S -> DiT-XL curve (FID-5K), read off the official repository's figure
+PAPER_FID = {0.0: 9.2, 0.4: 9.2, 0.5: 10.1, 1.0: 33.0}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One setting (fraction) for one seed."""
+
+    fraction: float
+    seed: int
+    accuracy: float
+    frechet: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Row:
+    fraction: float
+    small_steps: int
+    accuracy: list[float]  # by seed
+    frechet: list[float]
+    seconds: float  # median over seeds
+    speedup: float  # large alone's median seconds over this one's
+
+    @property
+    def accuracy_mean(self) -> float:
+        return statistics.fmean(self.accuracy)
+
+    @property
+    def frechet_mean(self) -> float:
+        return statistics.fmean(self.frechet)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="./tstitch bench --pair trained-digits",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pair", choices=["trained-digits"], default="trained-digits")
+    parser.add_argument("--fractions", default=DEFAULT_FRACTIONS, help=f"comma-separated (default {DEFAULT_FRACTIONS})")
+    parser.add_argument("--seeds", default="0,1", help="noise seeds, comma-separated (default 0,1)")
+    defaults = digits.Sampling()
+    parser.add_argument("--per-class", type=int, default=defaults.per_class,
+                        help=f"samples of each digit per seed (default {defaults.per_class})")
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--cfg", type=float, default=defaults.cfg)
+    parser.add_argument("--sampler", default=defaults.sampler)
+    parser.add_argument("--scheduler", default=defaults.scheduler)
+    parser.add_argument("--switch-by", choices=["timestep", "steps"], default=defaults.switch_by)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared 2-core host)")
+    parser.add_argument("--out", type=Path, help="results folder (default under bench/results)")
+    args = parser.parse_args(argv)
+    try:
+        args.fractions = sorted(set(parse_fractions(args.fractions)))
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError as error:
+        parser.error(str(error))
+    if args.per_class < 2 or args.steps < 1:
+        parser.error("--per-class must be at least 2 (a covariance) and --steps at least 1")
+    return args
+
+
+def small_steps(large, sampling: digits.Sampling, fraction: float) -> int:
+    """Steps the small model starts under the pair's rule, as the pack counts them."""
+    import comfy.samplers
+
+    from tstitch_core.schedule import SwitchRule, compute_switch_point, count_stage_steps
+
+    model_sampling = large.get_model_object("model_sampling")
+    sigmas = [float(s) for s in comfy.samplers.calculate_sigmas(model_sampling, sampling.scheduler, sampling.steps)]
+    timestep_of = lambda sigma: float(model_sampling.timestep(__import__("torch").tensor(sigma)))  # noqa: E731
+    point = compute_switch_point(SwitchRule(fraction, sampling.switch_by), sigmas, timestep_of(max(sigmas)))
+    return count_stage_steps([point], sigmas, timestep_of)[0]
+
+
+def measure_curve(small, large, classifier, sampling: digits.Sampling, fractions, seeds, log=print) -> list[Point]:
+    """Every fraction for every seed; the fractions interleaved in a new order per seed, so a busy spell of a
+    shared machine does not fall on one end of the curve."""
+    import random
+
+    conditionings = digits.class_conditionings(large)
+    points = []
+    for seed in seeds:
+        order = list(fractions)
+        random.Random(seed).shuffle(order)
+        for fraction in order:
+            model = digits.stitched_model(small, large, fraction, sampling.switch_by)
+            images, labels, seconds = digits.sample_digits(model, conditionings, sampling, seed)
+            point = Point(fraction, seed, classifier.accuracy(images, labels), classifier.frechet_distance(images),
+                          seconds)
+            points.append(point)
+            if log:
+                log(f"  seed {seed}, small_fraction {fraction:g}: accuracy {point.accuracy:.3f}, "
+                    f"Frechet {point.frechet:.3f}, {seconds:.1f} s")
+    return points
+
+
+def run_probe(small, large, sampling: digits.Sampling, per_class: int = PROBE_PER_CLASS) -> list[float]:
+    """The Agreement Probe's suggested_fraction (switch_by steps) for each digit, on a batch of that digit."""
+    import nodes
+    import torch
+
+    probe = nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"]
+    latent = nodes.EmptyLatentImage().generate(64, 64, per_class)[0]
+    suggestions = []
+    with torch.inference_mode():
+        for digit, (positive, negative) in enumerate(digits.class_conditionings(large)):
+            result = probe.execute(small_model=small, large_model=large, seed=digit, steps=sampling.steps,
+                                   cfg=sampling.cfg, sampler_name=sampling.sampler, scheduler=sampling.scheduler,
+                                   positive=positive, negative=negative, latent_image=latent, denoise=1.0,
+                                   min_agreement=0.9).result
+            suggestions.append(float(result[2]))
+    return suggestions
+
+
+def build_rows(points: list[Point], steps_by_fraction: dict[float, int]) -> list[Row]:
+    fractions = sorted({p.fraction for p in points})
+    seeds = sorted({p.seed for p in points})
+    by = {(p.fraction, p.seed): p for p in points}
+    large_seconds = statistics.median(by[(0.0, s)].seconds for s in seeds) if 0.0 in fractions else None
+    rows = []
+    for f in fractions:
+        seconds = statistics.median(by[(f, s)].seconds for s in seeds)
+        rows.append(Row(f, steps_by_fraction[f], [by[(f, s)].accuracy for s in seeds],
+                        [by[(f, s)].frechet for s in seeds], seconds,
+                        large_seconds / seconds if large_seconds else float("nan")))
+    return rows
+
+
+def seed_spread(rows: list[Row]) -> tuple[float, float]:
+    """The largest difference between two seeds of one setting, over all settings: (accuracy, Frechet)."""
+    return (max(max(r.accuracy) - min(r.accuracy) for r in rows), max(max(r.frechet) - min(r.frechet) for r in rows))
+
+
+def within_spread(rows: list[Row]) -> dict[float, bool]:
+    """Whether a setting's quality is the large model's within the seed-to-seed spread, on both measures
+    (accuracy no lower, Frechet no higher than the large model's by more than the spread)."""
+    large = next(r for r in rows if r.fraction == 0.0)
+    spread_accuracy, spread_frechet = seed_spread(rows)
+    return {r.fraction: (r.accuracy_mean >= large.accuracy_mean - spread_accuracy
+                         and r.frechet_mean <= large.frechet_mean + spread_frechet) for r in rows}
+
+
+def to_markdown(rows: list[Row], setup: dict, machine: dict, probe: list[float]) -> str:
+    spread_accuracy, spread_frechet = seed_spread(rows)
+    within = within_spread(rows)
+    seeds = setup["seeds"]
+    lines = [f"# T-Stitch quality on a DiT pair trained here (digits, {setup['small']} -> {setup['large']})", "",
+             "- machine: " + "; ".join(f"{key} {value}" for key, value in machine.items()),
+             f"- pair: {setup['small_description']} -> {setup['large_description']}, trained by "
+             f"tstitch_dev/digits.py ({setup['train_note']})",
+             f"- sampling: {setup['steps']} steps {setup['sampler']}/{setup['scheduler']}, cfg {setup['cfg']:g} "
+             f"(all 4 channels), switch_by {setup['switch_by']}, {setup['per_class']} samples of each digit per "
+             f"seed ({10 * setup['per_class']} per setting), seeds {', '.join(map(str, seeds))}; through the pack's "
+             "DiT loader, Class Index and Model Pair nodes and KSampler",
+             f"- classifier: an MLP (64 hidden units) trained on 75% of the 1797 real digits, held-out accuracy "
+             f"{setup['classifier_accuracy']:.3f}; Frechet distance on its hidden features, samples against all "
+             f"real digits (the real digits against themselves, split in halves: {setup['real_frechet']:.3f})",
+             f"- seed-to-seed spread (largest difference between the seeds of one setting): accuracy "
+             f"{spread_accuracy:.3f}, Frechet {spread_frechet:.3f}; \"within\": both measures within that spread "
+             "of the large model's", "",
+             "| small_fraction | small steps | class accuracy (by seed) | mean | Frechet (by seed) | mean | "
+             "seconds | speedup | within |",
+             "|---:|---:|---|---:|---|---:|---:|---:|:---:|"]
+    for r in rows:
+        label = {0.0: "0 (large alone)", 1.0: "1 (small alone)"}.get(r.fraction, f"{r.fraction:g}")
+        lines.append(f"| {label} | {r.small_steps} | {' / '.join(f'{a:.3f}' for a in r.accuracy)} | "
+                     f"{r.accuracy_mean:.3f} | {' / '.join(f'{d:.2f}' for d in r.frechet)} | {r.frechet_mean:.2f} | "
+                     f"{r.seconds:.1f} | {r.speedup:.2f}x | {'yes' if within[r.fraction] else 'no'} |")
+    kept = [r.fraction for r in rows if within[r.fraction] and r.fraction > 0]
+    lines += ["", f"Stitched settings within the spread of the large model: "
+                  f"{', '.join(f'{f:g}' for f in kept) if kept else 'none'}."]
+    if probe:
+        lines.append(f"Agreement Probe (min_agreement 0.9, switch_by steps, {PROBE_PER_CLASS} samples of each digit): "
+                     f"suggested_fraction by digit {', '.join(f'{p:g}' for p in probe)}; median "
+                     f"{statistics.median(probe):g}.")
+    lines.append("Times are one sampling of all digits per seed (median over the seeds), on a shared machine.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sampling = digits.Sampling(args.steps, args.sampler, args.scheduler, args.cfg, args.per_class, args.switch_by)
+    started = time.perf_counter()
+    small_path, large_path = digits.ensure_pair()
+    train_seconds = time.perf_counter() - started
+    from .run import HOST_WORKDIR
+
+    host = boot_comfyui(HOST_WORKDIR, cpu=True)
+    out = args.out or RESULTS / (f"trained-digits-cpu-{args.steps}steps-cfg{args.cfg:g}-{args.per_class}per-class"
+                                 f"-{args.switch_by}")
+    print(f"T-Stitch quality: trained digits pair, {len(args.fractions)} fractions x {len(args.seeds)} seeds x "
+          f"{10 * args.per_class} samples, {args.steps} steps {args.sampler}/{args.scheduler} cfg {args.cfg:g}",
+          flush=True)
+    classifier = digits.train_classifier()
+    images, _ = digits.load_digit_images()
+    real_frechet = classifier_split_frechet(classifier, images)
+    small, large = digits.load_trained(small_path), digits.load_trained(large_path)
+    points = measure_curve(small, large, classifier, sampling, args.fractions, args.seeds)
+    probe = run_probe(small, large, sampling)
+    rows = build_rows(points, {f: small_steps(large, sampling, f) for f in args.fractions})
+    import comfy.model_management
+
+    machine = describe_machine(comfy.model_management.get_torch_device(), comfyui_version(host))
+    setup = {**asdict(sampling), "seeds": args.seeds, "small": small_path.name, "large": large_path.name,
+             "small_description": f"DiT width {digits.SMALL.width}, depth {digits.SMALL.depth}",
+             "large_description": f"DiT width {digits.LARGE.width}, depth {digits.LARGE.depth}",
+             "train_note": (f"{digits.SMALL.steps} steps each, batch {digits.SMALL.batch_size}; cached"
+                            if train_seconds < 5 else f"trained in this run: {train_seconds:.0f} s"),
+             "classifier_accuracy": classifier.held_out_accuracy, "real_frechet": real_frechet}
+    markdown = to_markdown(rows, setup, machine, probe)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown)
+    (out / "results.json").write_text(json.dumps({"machine": machine, "setup": setup, "probe": probe,
+                                                  "points": [asdict(p) for p in points]}, indent=1))
+    from .plot_quality import draw_quality
+
+    draw_quality(rows, "T-Stitch on a DiT pair trained on digits: quality and speed by small_fraction").save(
+        out / PLOT_NAME)
+    print(markdown)
+    print(f"Results in {out}")
+    return 0
+
+
+def classifier_split_frechet(classifier, images) -> float:
+    """The Frechet distance between two halves of the real digits (every other one): the floor the measure
+    has at about this many samples."""
+    from tstitch_dev.digits import feature_statistics, frechet_distance
+
+    a, b = feature_statistics(classifier.features(images[::2])), feature_statistics(classifier.features(images[1::2]))
+    return frechet_distance(*a, *b)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
