@@ -281,12 +281,16 @@ def tag(calls):
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, comfy_host):
-    """The host's main.py serving on 127.0.0.1, this pack loaded, the example workflows' models in place."""
+    """The host's main.py serving on 127.0.0.1, this pack loaded, the example workflows' models in place, and
+    beside the pack the test-only stand-in nodes (tstitch_dev/stand_in_nodes: the Wan examples' text encoder)."""
     from tstitch_dev.examples import link_example_models
     from tstitch_dev.server import ComfyServer
 
     base = tmp_path_factory.mktemp("server")
     link_example_models(base)
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    os.symlink(ROOT / "tstitch_dev" / "stand_in_nodes", base / "custom_nodes" / "tstitch_stand_in_nodes",
+               target_is_directory=True)
     with ComfyServer(base, host=comfy_host, python=sys.executable) as running:
         yield running
 

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR, NOT_RUN_BY_TESTS
+from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR, NEEDS_STAND_IN_TEXT_ENCODER
+from tstitch_dev.stand_in_nodes import NODE_ID as STAND_IN_TEXT_ENCODE, use_stand_in_text_encoders
 
 pytestmark = pytest.mark.latest_host_only
-CPU_SIZE, CPU_STEPS = 64, 4
+CPU_SIZE, CPU_STEPS, CPU_FRAMES = 64, 4, 5
 # images other than one sampled CPU_SIZE image: the sweep's grid (six fractions, captions) and its speed/quality
 # plot, the preview's plot, the probe's plot beside the image
 OUTPUT_SIZES = {"sd15_fraction_sweep": {(6 * CPU_SIZE, CPU_SIZE + 26), (768, 432)},
@@ -29,12 +30,15 @@ def to_api(server, workflow):
 
 
 def shrink_for_cpu(api, steps=CPU_STEPS):
-    """The same graph at 64x64 pixels and a few steps: the test models are tiny, the CPU is slow."""
+    """The same graph at 64x64 pixels (videos of 5 frames) and a few steps: the test models are tiny, the CPU is
+    slow. Stage sigmas keep their steps per model: they are what their examples show."""
     api = copy.deepcopy(api)
     for node in api.values():
         inputs = node["inputs"]
-        if node["class_type"] in ("EmptyLatentImage", "ImageScale"):
+        if node["class_type"] in ("EmptyLatentImage", "ImageScale", "EmptyHunyuanLatentVideo", "WanImageToVideo"):
             inputs["width"] = inputs["height"] = CPU_SIZE
+        if node["class_type"] in ("EmptyHunyuanLatentVideo", "WanImageToVideo"):
+            inputs["length"] = CPU_FRAMES
         if node["class_type"] in ("KSampler", "TStitchKSampler", "TStitchFractionSweep", "TStitchAgreementProbe",
                                   "BasicScheduler", "TStitchDiTScheduler"):
             inputs["steps"] = steps
@@ -58,9 +62,14 @@ def assert_success(server, entry):
     assert status["status_str"] == "success" and status["completed"], (status, server.log_tail())
 
 
-@pytest.mark.parametrize("name", [example.name for example in EXAMPLES if example.name not in NOT_RUN_BY_TESTS])
+def example_api(server, name):
+    """Example ``name`` as the server tests queue it: shrunk for the CPU, a Wan example's text encoder the stand-in."""
+    return shrink_for_cpu(use_stand_in_text_encoders(to_api(server, load_example(name))))
+
+
+@pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_example_workflow_runs_to_an_image(name, server):
-    api = shrink_for_cpu(to_api(server, load_example(name)))
+    api = example_api(server, name)
     entry = server.run(api)
     assert_success(server, entry)
     images = server.output_images(entry)
@@ -72,11 +81,47 @@ def test_example_workflow_runs_to_an_image(name, server):
     assert sizes == OUTPUT_SIZES.get(name, {(CPU_SIZE, CPU_SIZE)}), images
 
 
-def test_only_the_wan_examples_go_unrun_for_want_of_their_text_encoder():
-    # UMT5-XXL cannot be built at test time; their diffusion models run in tests/test_recipes.py
-    assert NOT_RUN_BY_TESTS == {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b"}
-    for name in NOT_RUN_BY_TESTS:
-        assert "umt5_xxl_fp8_e4m3fn_scaled.safetensors" in (EXAMPLES_DIR / f"{name}.json").read_text()
+def test_the_wan_examples_run_with_a_stand_in_for_their_text_encoder_and_nothing_else_changed(server):
+    # UMT5-XXL cannot be built at test time: each CLIPTextEncode of a Wan CLIPLoader becomes the stand-in, same text
+    for example in EXAMPLES:
+        api = to_api(server, load_example(example.name))
+        replaced = use_stand_in_text_encoders(api)
+        wan_loaders = {key for key, node in api.items() if node["class_type"] == "CLIPLoader"
+                       and node["inputs"]["clip_name"] == "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+                       and node["inputs"]["type"] == "wan"}
+        assert bool(wan_loaders) == (example.name in NEEDS_STAND_IN_TEXT_ENCODER), example.name
+        stood_in = {key for key, node in replaced.items() if node["class_type"] == STAND_IN_TEXT_ENCODE}
+        assert stood_in == {key for key, node in api.items() if node["class_type"] == "CLIPTextEncode"
+                            and node["inputs"]["clip"][0] in wan_loaders}, example.name
+        assert all(replaced[key]["inputs"] == {"text": api[key]["inputs"]["text"]} for key in stood_in)
+        assert set(replaced) == set(api) - wan_loaders
+        assert {key: node for key, node in replaced.items() if key not in stood_in} == \
+               {key: node for key, node in api.items() if key not in stood_in | wan_loaders}
+    # the stand-in package is loaded beside the pack, not as part of it
+    assert server.object_info()[STAND_IN_TEXT_ENCODE]["python_module"] == "custom_nodes.tstitch_stand_in_nodes"
+
+
+@pytest.mark.parametrize("name", ["wan22_a14b_t2v_lightning_4_4", "wan22_a14b_i2v_lightning_4_4"])
+def test_the_lightning_examples_give_each_expert_exactly_four_steps(name, server):
+    api = example_api(server, name)
+    sampler = node_id(api, "SamplerCustomAdvanced")
+    api[node_id(api, "RandomNoise")]["inputs"]["noise_seed"] = 21  # a prompt the cache has not seen
+    assert_success(server, server.run(api))
+    texts = server.progress_texts(sampler)
+    assert texts[-2:] == ["T-Stitch: small model (WAN21_T2V), steps 1-4 of 8",
+                          "T-Stitch: large model (WAN21_T2V), steps 5-8 of 8"], texts
+
+
+def test_the_lightning_loras_load_every_key_and_change_the_video(server):
+    api = example_api(server, "wan22_a14b_t2v_lightning_4_4")
+    api[node_id(api, "RandomNoise")]["inputs"]["noise_seed"] = 22
+    log_before = len(server.log_text())
+    with_loras = png_pixels(server.output_images(server.run(api))[0])
+    assert "lora key not loaded" not in server.log_text()[log_before:]
+    for key in [key for key, node in api.items() if node["class_type"] == "LoraLoaderModelOnly"]:
+        api[key]["inputs"]["strength_model"] = 0.0
+    without = png_pixels(server.output_images(server.run(api))[0])
+    assert with_loras[0] == without[0] and with_loras[1] != without[1]
 
 
 def test_every_example_has_a_thumbnail_and_the_template_list_names_them(server):

@@ -97,6 +97,54 @@ def test_three_wan_models_each_run_exactly_their_steps(wan, load_unet, run_node,
     assert steps_of(calls) == "DD" + "HHH" + "LL"
 
 
+@pytest.mark.parametrize("name", ["wan22_a14b_t2v_lightning_4_4", "wan22_a14b_i2v_lightning_4_4"])
+def test_the_lightning_examples_give_each_expert_exactly_four_steps(name, run_node, stitch, tag, calls, custom_sample,
+                                                                    wan_inputs):
+    """The example's own settings (read from its JSON) on the stand-ins of its files: each expert with its
+    Lightning LoRA and shift, the pair, the stage sigmas; the high-noise expert's 4 steps all at or above the
+    published boundary, the low-noise expert's 4 below it."""
+    import json
+
+    import folder_paths
+    from tstitch_dev.examples import EXAMPLE_FILES, EXAMPLES_DIR
+
+    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    widgets = lambda node_type: [node["widgets_values"] for node in workflow["nodes"] if node["type"] == node_type]
+    ((fraction, switch_by, _offload),) = widgets("TStitchModelPair")
+    ((scheduler, counts, denoise),) = widgets("TStitchStageSigmas")
+    assert counts == "4, 4" and widgets("ModelSamplingSD3") == [[5.0], [5.0]]
+    # the T-Stitch Guider that samples the t2v example hands over where the pair its sigmas come from does
+    assert all(guider[:2] == [fraction, switch_by] for guider in widgets("TStitchGuider"))
+
+    def stand_in(folder, file_name):
+        path = EXAMPLE_FILES[(folder, file_name)]()
+        folder_paths.add_model_folder_path(folder, str(path.parent))
+        return path.name
+
+    def expert(noise):
+        ((unet, dtype),) = [w for w in widgets("UNETLoader") if noise in w[0]]
+        ((lora, strength),) = [w for w in widgets("LoraLoaderModelOnly") if noise in w[0]]
+        model = run_node("UNETLoader", unet_name=stand_in("diffusion_models", unet), weight_dtype=dtype)[0]
+        model = run_node("LoraLoaderModelOnly", model=model, lora_name=stand_in("loras", lora),
+                         strength_model=strength)[0]
+        return run_node("ModelSamplingSD3", model=model, shift=5.0)[0]
+
+    pair = stitch(tag(expert("high_noise"), "H"), tag(expert("low_noise"), "L"), fraction, switch_by)
+    custom_sample(pair, stage_sigmas(run_node, pair, counts, scheduler, denoise), **wan_inputs)
+    assert steps_of(calls) == "HHHH" + "LLLL"
+    boundary = 1.0 - fraction  # t/T is sigma for flow models
+    assert all((sigma >= boundary) == (model == "H") for model, sigma in calls)
+
+
+def test_the_sd15_recipe_gives_the_small_model_4_steps_and_the_large_one_16(small_model, large_model, stitch, tag,
+                                                                            calls, run_node, custom_sample):
+    """README: BK-SDM-Tiny 4 steps, then SD1.5 16, with the steps rule: small_fraction 0.2 = 4 / 20."""
+    pair = stitch(tag(small_model, "S"), tag(large_model, "L"), 0.2, "steps")
+    sigmas = stage_sigmas(run_node, pair, "4, 16", scheduler="karras")
+    custom_sample(pair, sigmas)
+    assert len(sigmas) == 21 and steps_of(calls) == "S" * 4 + "L" * 16
+
+
 def t_over_t_max(model_sampling, sigma):
     """t / T as the pair's timestep rule reads it: the timestep the model sees, over its value at sigma_max."""
     t_max = float(model_sampling.timestep(model_sampling.sigma_max))

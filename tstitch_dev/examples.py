@@ -40,18 +40,33 @@ EXAMPLE_FILES = {
         lambda: models.ensure_diffusion_model(models.TINY_WAN_SMALL),
     ("diffusion_models", "wan2.1_t2v_14B_fp16.safetensors"):
         lambda: models.ensure_diffusion_model(models.TINY_WAN_LARGE),
+    ("diffusion_models", "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"):
+        lambda: models.ensure_diffusion_model(models.TINY_WAN_I2V_HIGH_NOISE),
+    ("diffusion_models", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"):
+        lambda: models.ensure_diffusion_model(models.TINY_WAN_I2V_LOW_NOISE),
+    # the lightx2v 4-step (Lightning) LoRAs, one per expert, as Comfy-Org repackaged them
+    ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"):
+        lambda: models.ensure_wan_lora(models.TINY_WAN_HIGH_NOISE, 51),
+    ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"):
+        lambda: models.ensure_wan_lora(models.TINY_WAN_LOW_NOISE, 52),
+    ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors"):
+        lambda: models.ensure_wan_lora(models.TINY_WAN_I2V_HIGH_NOISE, 53),
+    ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors"):
+        lambda: models.ensure_wan_lora(models.TINY_WAN_I2V_LOW_NOISE, 54),
     ("vae", "wan_2.1_vae.safetensors"): models.ensure_wan_vae,
     # the DiT checkpoints T-Stitch published, DiT's own XL/2, and the SD VAE DiT decodes with
     ("diffusion_models", "dit_s_256.pt"): lambda: models.ensure_dit(models.TINY_DIT_S),
     ("diffusion_models", "dit_b_256.pt"): lambda: models.ensure_dit(models.TINY_DIT_B),
     ("diffusion_models", "DiT-XL-2-256x256.pt"): lambda: models.ensure_dit(models.TINY_DIT_XL),
     ("vae", "vae-ft-mse-840000-ema-pruned.safetensors"): models.ensure_sd_vae,
-    # UMT5-XXL (5.7B parameters) is too big to build: the name is listed so the workflows load, and
-    # the Wan workflows are not run by the tests (their models are, in tests/test_recipes.py)
+    # UMT5-XXL (5.7B parameters) is too big to build: the name is listed so the workflows load; the server
+    # tests run the Wan workflows with a seeded stand-in of its output (tstitch_dev/stand_in_nodes)
     ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): None,
 }
-# examples that need a file the tests cannot build (see above)
-NOT_RUN_BY_TESTS = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b"}
+# examples whose text encoder cannot be built (see above): the frontend shows them without running them, and
+# the server tests run them with the stand-in text encoder
+NEEDS_STAND_IN_TEXT_ENCODER = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b", "wan22_a14b_t2v_lightning_4_4",
+                               "wan22_a14b_i2v_lightning_4_4"}
 
 
 @dataclass
@@ -141,6 +156,64 @@ _WAN_LINKS = [("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "nega
               ("positive", 0, "sampler", "positive"), ("negative", 0, "sampler", "negative"),
               ("latent", 0, "sampler", "latent_image"), ("sampler", 0, "decode", "samples"),
               ("vae", 0, "decode", "vae"), ("decode", 0, "save", "images")]
+
+# Wan 2.2 A14B with the Lightning LoRA on each expert, 4 + 4 steps through T-Stitch Stage Sigmas, as ComfyUI's
+# own Wan 2.2 14B templates set the Lightning LoRAs up (strength 1, shift 5 on both experts, cfg 1, euler, simple)
+W_LOADERS, W_EXPERTS, W_MIDDLE, W_SIGMAS, W_SAMPLER, W_SAVE = range(6)  # layout columns
+WAN_PROMPT = "a red fox running through fresh snow, slow motion"
+WAN_NEGATIVE = "blurry, static, low quality"
+
+
+def _lightning_experts(kind, lora_version):
+    """Both experts of Wan 2.2 A14B ``kind`` (t2v, i2v), each with its Lightning LoRA and ModelSamplingSD3 shift 5."""
+    nodes = []
+    for key, noise in (("high", "high_noise"), ("low", "low_noise")):
+        expert = "High-noise expert" if key == "high" else "Low-noise expert"
+        nodes += [
+            Node(key, "UNETLoader", W_LOADERS, {"unet_name": f"wan2.2_{kind}_{noise}_14B_fp8_scaled.safetensors",
+                                                "weight_dtype": "default"}, expert),
+            Node(f"{key}_lora", "LoraLoaderModelOnly", W_EXPERTS, {
+                "lora_name": f"wan2.2_{kind}_lightx2v_4steps_lora_{lora_version}_{noise}.safetensors",
+                "strength_model": 1.0}, f"Lightning LoRA: {expert.lower()}"),
+            Node(f"{key}_shift", "ModelSamplingSD3", W_EXPERTS, {"shift": 5.0})]
+    return nodes
+
+
+_LIGHTNING_LINKS = [("high", 0, "high_lora", "model"), ("high_lora", 0, "high_shift", "model"),
+                    ("low", 0, "low_lora", "model"), ("low_lora", 0, "low_shift", "model"),
+                    ("high_shift", 0, "pair", "small_model"), ("low_shift", 0, "pair", "large_model"),
+                    ("pair", 0, "stages", "model")]
+
+
+def _lightning_sampling(filename_prefix, fraction, boundary, offload, prompt=WAN_PROMPT):
+    """The experts' pair, 4 + 4 stage sigmas on it, and SamplerCustomAdvanced, decode and save. ``offload``: the
+    pair is what samples, so it keeps only the running expert loaded (two 14B experts rarely fit together)."""
+    return [
+        Node("pair", "TStitchModelPair", W_MIDDLE, {"small_fraction": fraction, "switch_by": "timestep",
+                                                    "offload_idle_model": offload},
+             f"Experts: switch at t = {boundary}"),
+        Node("stages", "TStitchStageSigmas", W_SIGMAS, {"scheduler": "simple", "steps_per_model": "4, 4",
+                                                        "denoise": 1.0}, "4 steps per expert"),
+        Node("noise", "RandomNoise", W_SIGMAS, {"noise_seed": 0, "control_after_generate": "fixed"}),
+        Node("select", "KSamplerSelect", W_SIGMAS, {"sampler_name": "euler"}),
+        Node("sampler", "SamplerCustomAdvanced", W_SAMPLER),
+        Node("text_encoder", "CLIPLoader", W_LOADERS, {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                                                       "type": "wan"}),
+        Node("vae", "VAELoader", W_LOADERS, {"vae_name": "wan_2.1_vae.safetensors"}),
+        Node("positive", "CLIPTextEncode", W_MIDDLE, {"text": prompt}, "Positive prompt"),
+        Node("negative", "CLIPTextEncode", W_MIDDLE, {"text": WAN_NEGATIVE}, "Negative prompt"),
+        Node("decode", "VAEDecode", W_SAMPLER),
+        Node("save", "SaveAnimatedWEBP", W_SAVE, {"filename_prefix": filename_prefix, "fps": 16.0, "lossless": False,
+                                                  "quality": 85, "method": "default"}),
+    ]
+
+
+_LIGHTNING_SAMPLER_LINKS = [("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "negative", "clip"),
+                            ("noise", 0, "sampler", "noise"), ("guider", 0, "sampler", "guider"),
+                            ("select", 0, "sampler", "sampler"), ("stages", 0, "sampler", "sigmas"),
+                            ("sampler", 0, "decode", "samples"), ("vae", 0, "decode", "vae"),
+                            ("decode", 0, "save", "images")]
+
 
 def _dit_loader(key, file_name, title):
     return Node(key, "TStitchDiTLoader", LOADERS, {"dit_name": file_name, "weight_dtype": "default",
@@ -337,6 +410,35 @@ EXAMPLES = [
          ("low_shift", 0, "pair", "large_model"), ("pair", 0, "sampler", "model"), *_WAN_LINKS],
     ),
     Example(
+        # the T-Stitch Guider gives each expert its own prompts and CFG (1 and 1, as Lightning wants); its
+        # small_fraction and switch_by are the pair's, whose sigmas it samples
+        "wan22_a14b_t2v_lightning_4_4",
+        [*_lightning_experts("t2v", "v1.1"), *_lightning_sampling("tstitch_wan22_lightning", 0.125, 0.875, False),
+         Node("latent", "EmptyHunyuanLatentVideo", W_MIDDLE, {"width": 832, "height": 480, "length": 33,
+                                                              "batch_size": 1}),
+         Node("guider", "TStitchGuider", W_SIGMAS, {"small_fraction": 0.125, "switch_by": "timestep", "small_cfg": 1.0,
+                                                   "large_cfg": 1.0, "offload_idle_model": True},
+              "T-Stitch Guider: each expert its cfg (as the pair)")],
+        [*_LIGHTNING_LINKS, ("high_shift", 0, "guider", "small_model"), ("low_shift", 0, "guider", "large_model"),
+         ("positive", 0, "guider", "small_positive"), ("negative", 0, "guider", "small_negative"),
+         ("positive", 0, "guider", "large_positive"), ("negative", 0, "guider", "large_negative"),
+         ("latent", 0, "sampler", "latent_image"), *_LIGHTNING_SAMPLER_LINKS],
+    ),
+    Example(
+        # image-to-video: WanImageToVideo encodes the start image into both prompts (Wan 2.2 needs no CLIP
+        # vision); the published boundary is t = 0.9; both experts at cfg 1, so ComfyUI's CFGGuider on the pair
+        "wan22_a14b_i2v_lightning_4_4",
+        [*_lightning_experts("i2v", "v1"), *_lightning_sampling("tstitch_wan22_i2v_lightning", 0.1, 0.9, True,
+                                                                "the girl waves, her hair blowing in the wind"),
+         Node("image", "LoadImage", W_LOADERS, {"image": "example.png"}, "Start image"),
+         Node("i2v", "WanImageToVideo", W_SIGMAS, {"width": 832, "height": 480, "length": 33, "batch_size": 1}),
+         Node("guider", "CFGGuider", W_SIGMAS, {"cfg": 1.0})],
+        [*_LIGHTNING_LINKS, ("pair", 0, "guider", "model"), ("positive", 0, "i2v", "positive"),
+         ("negative", 0, "i2v", "negative"), ("vae", 0, "i2v", "vae"), ("image", 0, "i2v", "start_image"),
+         ("i2v", 0, "guider", "positive"), ("i2v", 1, "guider", "negative"), ("i2v", 2, "sampler", "latent_image"),
+         *_LIGHTNING_SAMPLER_LINKS],
+    ),
+    Example(
         "wan21_1.3b_to_14b",
         [*_wan_model("small", "wan2.1_t2v_1.3B_fp16.safetensors", "Small: Wan 2.1 1.3B"),
          *_wan_model("large", "wan2.1_t2v_14B_fp16.safetensors", "Large: Wan 2.1 14B"),
@@ -505,7 +607,7 @@ def make_thumbnail(browser, server, example: Example, path: Path, run: bool = Tr
         build_in_frontend(page, example)
         workflow = export_from_frontend(page)
         fit_graph(page)
-        outputs = run_in_frontend(page, server) if run and example.name not in NOT_RUN_BY_TESTS else {}
+        outputs = run_in_frontend(page, server) if run and example.name not in NEEDS_STAND_IN_TEXT_ENCODER else {}
         # the thumbnail shows the committed graph (a node that showed outputs may save [] for "no widgets")
         settings = lambda exported: [(n["id"], n["type"], n.get("widgets_values") or None) for n in exported["nodes"]]
         if changed := [(now, was) for now, was in zip(settings(export_from_frontend(page)), settings(workflow))

@@ -289,6 +289,10 @@ TINY_WAN_HIGH_NOISE = WanSpec("tiny-wan-high-noise", dim=128, ffn_dim=256, num_l
 TINY_WAN_LOW_NOISE = WanSpec("tiny-wan-low-noise", dim=128, ffn_dim=256, num_layers=2, seed=24)
 # Wan 2.2 A14B's image-to-video expert in miniature: 36 input channels, no CLIP image embedding
 TINY_WAN_I2V_LARGE = WanSpec("tiny-wan-i2v-large", dim=256, ffn_dim=512, num_layers=2, seed=25, in_dim=36)
+# Wan 2.2 A14B's image-to-video experts: one architecture (36 input channels, no CLIP image embedding), two sets
+# of weights
+TINY_WAN_I2V_HIGH_NOISE = WanSpec("tiny-wan-i2v-high-noise", dim=128, ffn_dim=256, num_layers=2, seed=26, in_dim=36)
+TINY_WAN_I2V_LOW_NOISE = WanSpec("tiny-wan-i2v-low-noise", dim=128, ffn_dim=256, num_layers=2, seed=27, in_dim=36)
 
 
 def build_wan_state_dict(spec: WanSpec) -> dict:
@@ -335,6 +339,27 @@ def ensure_lora(spec: UNetSpec, seed: int, rank: int = 4, folder: Path = MODEL_C
         return _save(lora, path)
 
     return _built_once(folder / f"lora-{seed}-{rank}-{spec.file_name}", build)
+
+
+def ensure_wan_lora(spec: WanSpec, seed: int, rank: int = 4, folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random LoRA on every linear layer of ``spec``'s blocks (attention and feed-forward), built once.
+
+    Keyed as the Comfy-Org repackaged Wan LoRAs (the lightx2v Lightning ones) are: ``diffusion_model.<layer>``
+    with ``lora_down`` / ``lora_up`` / ``alpha``, which ComfyUI's LoraLoaderModelOnly maps onto the model's weights."""
+    def build(path):
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        lora = {}
+        for key, weight in build_wan_state_dict(spec).items():
+            if weight.ndim == 2 and key.startswith("blocks.") and key.endswith(".weight"):
+                name = "diffusion_model." + key[:-len(".weight")]
+                lora[f"{name}.lora_down.weight"] = torch.randn(rank, weight.shape[1], generator=generator) * 0.1
+                lora[f"{name}.lora_up.weight"] = torch.randn(weight.shape[0], rank, generator=generator) * 0.1
+                lora[f"{name}.alpha"] = torch.tensor(float(rank))
+        return _save(lora, path)
+
+    return _built_once(folder / f"wan-lora-{seed}-{rank}-{spec.file_name}", build)
 
 
 @dataclass(frozen=True)
