@@ -1,6 +1,6 @@
 """The quality curve's plot, drawn with PIL like the speedup plot: three panels over small_fraction (class
-accuracy, Frechet distance, speedup), each seed a dot, their mean a line, the large model's seed-to-seed
-band shaded."""
+accuracy, Frechet distance, speedup), each seed a dot, their mean a line, the large model's figure plus and
+minus the seed-to-seed spread shaded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .plot import GRID, TEXT, _font, paste_vertical_text, tick_values
 
 WIDTH, PANEL_HEIGHT, TITLE_HEIGHT = 900, 230, 44
 LEFT, RIGHT, TOP, BOTTOM = 96, 24, 18, 40
-LINE, DOT, BAND = (0, 114, 178), (86, 180, 233), (232, 240, 248)  # Okabe-Ito blues
+LINE, DOT, BAND = (0, 114, 178), (86, 180, 233), (214, 230, 244)  # Okabe-Ito blues
 
 
 def _panel(draw, image, top: int, fractions, means, per_seed, band, label: str, low=None, high=None):
@@ -43,19 +43,18 @@ def _panel(draw, image, top: int, fractions, means, per_seed, band, label: str, 
     paste_vertical_text(image, label, (24, (y0 + y1) / 2), 15)
 
 
-def draw_quality(rows, title: str) -> Image.Image:
-    """``rows``: bench.quality.Row, by fraction; the shaded band is the large model's (fraction 0) seeds' range."""
+def draw_quality(rows, title: str, bands=(None, None)) -> Image.Image:
+    """``rows``: bench.quality.Row, by fraction; ``bands``: (low, high) shaded on the accuracy and Frechet panels."""
     image = Image.new("RGB", (WIDTH, TITLE_HEIGHT + 3 * PANEL_HEIGHT + 30), "white")
     draw = ImageDraw.Draw(image)
     draw.text((WIDTH / 2, 22), title, fill=TEXT, font=_font(18), anchor="mm")
     fractions = [r.fraction for r in rows]
-    large = next((r for r in rows if r.fraction == 0.0), None)
     top = TITLE_HEIGHT
-    _panel(draw, image, top, fractions, [r.accuracy_mean for r in rows], [r.accuracy for r in rows],
-           (min(large.accuracy), max(large.accuracy)) if large else None, "class accuracy (higher is better)")
+    _panel(draw, image, top, fractions, [r.accuracy_mean for r in rows], [r.accuracy for r in rows], bands[0],
+           "class accuracy (higher is better)")
     top += PANEL_HEIGHT
-    _panel(draw, image, top, fractions, [r.frechet_mean for r in rows], [r.frechet for r in rows],
-           (min(large.frechet), max(large.frechet)) if large else None, "Frechet distance (lower)", low=0)
+    _panel(draw, image, top, fractions, [r.frechet_mean for r in rows], [r.frechet for r in rows], bands[1],
+           "Frechet distance (lower)", low=0)
     top += PANEL_HEIGHT
     _panel(draw, image, top, fractions, [r.speedup for r in rows], [[r.speedup] for r in rows], None,
            "speedup over large", low=0)

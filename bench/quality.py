@@ -95,12 +95,16 @@ def parse_args(argv):
 def small_steps(large, sampling: digits.Sampling, fraction: float) -> int:
     """Steps the small model starts under the pair's rule, as the pack counts them."""
     import comfy.samplers
+    import torch
 
     from tstitch_core.schedule import SwitchRule, compute_switch_point, count_stage_steps
 
     model_sampling = large.get_model_object("model_sampling")
     sigmas = [float(s) for s in comfy.samplers.calculate_sigmas(model_sampling, sampling.scheduler, sampling.steps)]
-    timestep_of = lambda sigma: float(model_sampling.timestep(__import__("torch").tensor(sigma)))  # noqa: E731
+
+    def timestep_of(sigma):
+        return float(model_sampling.timestep(torch.tensor(sigma)))
+
     point = compute_switch_point(SwitchRule(fraction, sampling.switch_by), sigmas, timestep_of(max(sigmas)))
     return count_stage_steps([point], sigmas, timestep_of)[0]
 
@@ -135,7 +139,7 @@ def run_probe(small, large, sampling: digits.Sampling, per_class: int = PROBE_PE
     probe = nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"]
     latent = nodes.EmptyLatentImage().generate(64, 64, per_class)[0]
     suggestions = []
-    with torch.inference_mode():
+    with torch.inference_mode(), digits.progress_bars_off():
         for digit, (positive, negative) in enumerate(digits.class_conditionings(large)):
             result = probe.execute(small_model=small, large_model=large, seed=digit, steps=sampling.steps,
                                    cfg=sampling.cfg, sampler_name=sampling.sampler, scheduler=sampling.scheduler,
@@ -171,6 +175,14 @@ def within_spread(rows: list[Row]) -> dict[float, bool]:
     spread_accuracy, spread_frechet = seed_spread(rows)
     return {r.fraction: (r.accuracy_mean >= large.accuracy_mean - spread_accuracy
                          and r.frechet_mean <= large.frechet_mean + spread_frechet) for r in rows}
+
+
+def spread_bands(rows: list[Row]):
+    """(accuracy, Frechet) bands: the large model's mean plus and minus the seed-to-seed spread."""
+    large = next(r for r in rows if r.fraction == 0.0)
+    spread_accuracy, spread_frechet = seed_spread(rows)
+    return ((large.accuracy_mean - spread_accuracy, large.accuracy_mean + spread_accuracy),
+            (large.frechet_mean - spread_frechet, large.frechet_mean + spread_frechet))
 
 
 def to_markdown(rows: list[Row], setup: dict, machine: dict, probe: list[float]) -> str:
@@ -250,8 +262,8 @@ def main(argv=None) -> int:
                                                   "points": [asdict(p) for p in points]}, indent=1))
     from .plot_quality import draw_quality
 
-    draw_quality(rows, "T-Stitch on a DiT pair trained on digits: quality and speed by small_fraction").save(
-        out / PLOT_NAME)
+    draw_quality(rows, "T-Stitch on a DiT pair trained on digits (shaded: the large model +- the seed spread)",
+                 spread_bands(rows)).save(out / PLOT_NAME)
     print(markdown)
     print(f"Results in {out}")
     return 0

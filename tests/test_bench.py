@@ -240,7 +240,10 @@ def test_quality_table_and_plot_are_written_from_the_rows():
     assert "| 1 (small alone) | 20 | 0.400 / 0.450 | 0.425 | 9.00 / 8.00 | 8.50 | 2.5 | 4.40x | no |" in markdown
     assert "within the spread of the large model: 0.5." in markdown
     assert "suggested_fraction by digit 0.4, 0.5; median 0.45" in markdown
-    image = draw_quality(rows, "test")
+    from bench.quality import spread_bands
+
+    assert spread_bands(rows) == (pytest.approx((0.89, 0.99)), pytest.approx((0.1, 2.1)))
+    image = draw_quality(rows, "test", spread_bands(rows))
     assert image.size == (900, 44 + 3 * 230 + 30)
 
 
@@ -252,3 +255,26 @@ def test_bench_hands_the_trained_digits_pair_to_the_quality_curve():
 
     args = parse_args(["--pair", "trained-digits", "--fractions", "1,0,0.5", "--seeds", "3,4", "--per-class", "6"])
     assert (args.fractions, args.seeds, args.per_class, args.switch_by) == ([0.0, 0.5, 1.0], [3, 4], 6, "timestep")
+
+
+def test_quality_curve_end_to_end_on_a_briefly_trained_pair(comfy_host, tmp_path, monkeypatch, capsys):
+    """The command's whole path (training, classifier, sampling through ComfyUI, probe, files) on a pair
+    trained for 2 steps, 1 sample step, 2 of each digit: the pipeline, not the quality."""
+    from tstitch_dev import digits
+
+    small, large = digits.short_recipes(steps=2)
+    monkeypatch.setattr(digits, "SMALL", small)
+    monkeypatch.setattr(digits, "LARGE", large)
+    monkeypatch.setattr(digits, "MODEL_CACHE", tmp_path / "models")
+    monkeypatch.setattr("bench.quality.PROBE_PER_CLASS", 2)
+    out = tmp_path / "out"
+    assert run.main(["--pair", "trained-digits", "--fractions", "0,0.5,1", "--seeds", "0,1", "--per-class", "2",
+                     "--steps", "2", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert sorted((p["fraction"], p["seed"]) for p in data["points"]) == [(f, s) for f in (0.0, 0.5, 1.0) for s in (0, 1)]
+    assert all(0 <= p["accuracy"] <= 1 and p["frechet"] >= 0 for p in data["points"])
+    assert len(data["probe"]) == 10 and data["setup"]["classifier_accuracy"] > 0.95
+    markdown = (out / "results.md").read_text()
+    assert "| 0 (large alone) | 0 |" in markdown and "| 1 (small alone) | 2 |" in markdown
+    assert Image.open(out / "quality.png").size == (900, 44 + 3 * 230 + 30)
+    assert "Results in" in capsys.readouterr().out

@@ -30,17 +30,19 @@ def test_short_training_writes_a_pair_in_dits_checkpoint_layout(short_pair):
     from tstitch_core.dit import read_dit_shape
 
     shapes = []
-    for path, recipe in zip(short_pair, digits.short_recipes(steps=3)):
-        assert path.name == recipe.file_name(digits.SMALL_NAME if recipe.depth == 1 else digits.LARGE_NAME)
+    for path, recipe, name in zip(short_pair, digits.short_recipes(steps=3), (digits.SMALL_NAME, digits.LARGE_NAME)):
+        assert path.name == recipe.file_name(name)
         state_dict = torch.load(path, weights_only=True)
         shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items()})
         shapes.append((shape.depth, shape.width, shape.patch_size, shape.in_channels, shape.out_channels,
                        shape.grid_size, shape.class_rows))
         # trained: the adaLN-Zero layers start at zero and the steps moved them
         assert state_dict["final_layer.linear.weight"].abs().max() > 0
-        assert state_dict["pos_embed"].dtype == torch.float32 and state_dict["blocks.0.attn.qkv.weight"].dtype == torch.float16
+        assert state_dict["pos_embed"].dtype == torch.float32
+        assert state_dict["blocks.0.attn.qkv.weight"].dtype == torch.float16
     # 10 digits and the null class; learned sigma: 8 channels out of 4
-    assert shapes == [(1, 384, 2, 4, 8, 4, 11), (4, 384, 2, 4, 8, 4, 11)]
+    assert shapes == [(digits.SMALL.depth, 384, 2, 4, 8, 4, 11), (digits.LARGE.depth, 384, 2, 4, 8, 4, 11)]
+    assert digits.SMALL.depth < digits.LARGE.depth
 
 
 def test_a_cached_model_is_reused_not_retrained(short_pair, monkeypatch):
@@ -130,7 +132,7 @@ def classifier():
 
 def test_classifier_trained_on_real_digits_recognises_held_out_ones(classifier):
     assert classifier.held_out_accuracy > 0.95
-    images, labels = digits.load_digit_images()
+    images, _ = digits.load_digit_images()
     assert classifier.features(images).shape == (1797, digits.CLASSIFIER_HIDDEN)
     # real digits are their own distribution: near 0, far below noise's distance
     assert classifier.frechet_distance(images) == pytest.approx(0, abs=1e-6)
@@ -147,7 +149,8 @@ def test_class_index_node_conditions_on_the_models_own_classes(loaded_pair, run_
     assert positive[0][0][0, 0].nonzero().flatten().tolist() == [7]
     assert negative[0][0][0, 0].nonzero().flatten().tolist() == [10]  # the null class, last
     # a pair's classes are its large model's
-    pair = run_node("TStitchModelPair", small_model=small, large_model=large, small_fraction=0.5, switch_by="timestep")[0]
+    pair = run_node("TStitchModelPair", small_model=small, large_model=large, small_fraction=0.5,
+                    switch_by="timestep")[0]
     assert torch.equal(run_node("TStitchClassIndex", model=pair, class_index=7)[0][0][0], positive[0][0])
 
 
