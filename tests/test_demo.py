@@ -37,3 +37,20 @@ def test_interleaved_runs_take_turns_in_alternating_order():
     timed = demo.interleaved(3, {"a": lambda: calls.append("a") or "A", "b": lambda: calls.append("b") or "B"})
     assert calls == ["a", "b", "b", "a", "a", "b"]
     assert {name: (result, len(seconds)) for name, (result, seconds) in timed.items()} == {"a": ("A", 3), "b": ("B", 3)}
+
+
+def test_digits_demo_scores_times_and_draws_both_sides(comfy_host, tmp_path, capsys):
+    from tstitch_dev import digits
+
+    small, large = digits.short_recipes(steps=2)
+    small_path, large_path = digits.ensure_pair(tmp_path / "models", log=None, small=small, large=large)
+    sampling = digits.Sampling(steps=2, per_class=3)
+    picture = demo.digits_demo(tmp_path / "out", small_path, large_path, fraction=0.5, sampling=sampling)
+    printed = capsys.readouterr().out
+    assert "large model alone" in printed and "T-Stitch, small_fraction 0.5" in printed
+    assert printed.count("(30 samples, 2 steps)") == 2 and printed.count("class accuracy") == 2
+    from PIL import Image
+
+    image = Image.open(picture)
+    # two panels of 10 digits (20 px each) side by side, 3 rows of samples under the labels
+    assert picture.name == demo.DIGITS_PICTURE and image.width >= 2 * 200 and image.height == 30 + 22 + 3 * 20 + 24

@@ -1,16 +1,22 @@
 """A stitched generation end to end through ComfyUI's nodes, timed against the large model alone.
 
-    ./tstitch demo                                   built-in random-weight SD1.5 + BK-SDM-Tiny-sized models
+    ./tstitch demo                                   the trained digits pair, then SD1.5-sized timing
+    ./tstitch demo --digits-only                     only the trained digits pair
     ./tstitch demo --large v1-5.safetensors --small bk-sdm-tiny.safetensors --prompt "a red fox"
 
-The built-in models have the real architectures (so each step costs what it costs with the real
-weights) but random weights: their images are noise. Given checkpoint paths, the demo uses those;
-the text encoder and VAE come from the large checkpoint.
+First, quality: a DiT pair trained here on handwritten digits (tstitch_dev/digits.py; trained on the
+first run and cached) samples every digit with the large model alone and stitched, side by side in one
+picture labelled with what a classifier trained on real digits makes of them, and the times. Then speed
+at real sizes: built-in SD1.5 and BK-SDM-Tiny-sized models with the real architectures (so each step
+costs what it costs with the real weights) but random weights: their images are noise. Given checkpoint
+paths, the demo times those instead (and skips the digits); the text encoder and VAE come from the large
+checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -36,11 +42,79 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int, help="timed runs of each, interleaved; the medians count "
                         "(default 3 on CPU, 5 on GPU)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is there")
-    parser.add_argument("--out", type=Path, default=Path("results/demo"), help="where the two images go")
+    parser.add_argument("--out", type=Path, default=Path("results/demo"), help="where the images go")
+    parser.add_argument("--digits-only", action="store_true", help="only the trained digits pair")
+    parser.add_argument("--no-digits", action="store_true", help="only the timing (skip the trained digits pair)")
+    parser.add_argument("--digits-fraction", type=float, default=DIGITS_FRACTION,
+                        help=f"small_fraction for the digits (switch_by timestep; default {DIGITS_FRACTION})")
+    parser.add_argument("--digits-per-class", type=int, default=DIGITS_PER_CLASS,
+                        help=f"samples of each digit scored (default {DIGITS_PER_CLASS})")
     args = parser.parse_args(argv)
     if (args.large is None) != (args.small is None):
         parser.error("give both --large and --small, or neither for the built-in models")
+    if args.digits_only and (args.no_digits or args.large is not None):
+        parser.error("--digits-only takes neither --no-digits nor checkpoints")
     return args
+
+
+DIGITS_FRACTION = 0.4  # the paper's setting
+DIGITS_PER_CLASS = 10
+DIGITS_SHOWN = 4  # rows of samples in the picture (per digit)
+DIGITS_PICTURE = "tstitch-demo-digits.png"
+
+
+def digits_demo(out: Path, small_path: Path, large_path: Path, fraction: float = DIGITS_FRACTION,
+                per_class: int = DIGITS_PER_CLASS, sampling=None, seed: int = 0) -> Path:
+    """Every digit from the trained pair's large model alone and stitched at ``fraction``, scored and timed
+    (one warm-up sampling first), side by side in one picture; returns its path."""
+    from . import digits
+
+    sampling = sampling or digits.Sampling(per_class=per_class)
+    classifier = digits.train_classifier()
+    small, large = digits.load_trained(small_path), digits.load_trained(large_path)
+    conditionings = digits.class_conditionings(large)
+    stitched = digits.stitched_model(small, large, fraction, sampling.switch_by)
+    warm = dataclasses.replace(sampling, steps=1, per_class=2)
+    digits.sample_digits(stitched, conditionings[:1], warm, seed)  # first-call costs stay out of the times
+    panels = []
+    for name, model in (("large model alone", large), (f"T-Stitch, small_fraction {fraction:g}", stitched)):
+        images, labels, seconds = digits.sample_digits(model, conditionings, sampling, seed)
+        accuracy, frechet = classifier.accuracy(images, labels), classifier.frechet_distance(images)
+        print(f"{name:<34} class accuracy {accuracy:.3f}  Frechet {frechet:6.2f}  {seconds:6.2f} s "
+              f"({len(labels)} samples, {sampling.steps} steps)")
+        panels.append((f"{name}: accuracy {accuracy:.2f}, Frechet {frechet:.2f}, {seconds:.1f} s", images,
+                       sampling.per_class))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / DIGITS_PICTURE
+    draw_digits(panels, f"Digits from a DiT pair trained here (depth {digits.SMALL.depth} -> "
+                        f"{digits.LARGE.depth}, width {digits.LARGE.width}); classifier held-out accuracy "
+                        f"{classifier.held_out_accuracy:.2f}").save(path, optimize=True)
+    return path
+
+
+def draw_digits(panels, title: str, cell: int = 20, shown: int = DIGITS_SHOWN):
+    """Panels side by side, each ``shown`` samples (rows) of every digit (columns), dark ink on white."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    shown = min(shown, min(per_class for _, _, per_class in panels))
+    gap, label_height, title_height = 24, 22, 30
+    panel_width = 10 * cell
+    width = len(panels) * panel_width + (len(panels) + 1) * gap
+    height = title_height + label_height + shown * cell + gap
+    picture = Image.new("L", (max(width, 620), height), 255)
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=12)
+    draw.text((picture.width / 2, 14), title, fill=0, font=ImageFont.load_default(size=13), anchor="mm")
+    for index, (label, images, per_class) in enumerate(panels):
+        left = gap + index * (panel_width + gap) + (picture.width - width) // 2
+        draw.text((left + panel_width / 2, title_height + 6), label, fill=0, font=font, anchor="mm")
+        for digit in range(10):
+            for row in range(shown):
+                ink = (np.asarray(images[digit * per_class + row]) + 1) / 2  # 0 paper .. 1 ink
+                tile = Image.fromarray(np.uint8(255 * (1 - ink.clip(0, 1))), "L").resize((cell, cell), Image.NEAREST)
+                picture.paste(tile, (left + digit * cell, title_height + label_height + row * cell))
+    return picture
 
 
 def load_models(args, folder_paths):
@@ -106,6 +180,17 @@ def main(argv=None) -> int:
     args.steps = args.steps or (6 if on_cpu else 10)
     repeats = max(1, args.repeats or (3 if on_cpu else 5))
     print(f"T-Stitch demo on ComfyUI {comfyui_version(host)} ({host}), device {device}")
+    if not args.no_digits and args.large is None:
+        from . import digits
+
+        started = time.perf_counter()
+        small_path, large_path = digits.ensure_pair()
+        print(f"Quality: the digits DiT pair ({time.perf_counter() - started:.0f} s to train or find it; cached in "
+              f"{large_path.parent})")
+        picture = digits_demo(args.out, small_path, large_path, args.digits_fraction, args.digits_per_class)
+        print(f"Picture: {picture}\n")
+        if args.digits_only:
+            return 0
     with torch.inference_mode():
         large, small, clip, vae = load_models(args, folder_paths)
         positive = nodes.CLIPTextEncode().encode(clip, args.prompt)[0]
