@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 STAGE_COLORS = [(86, 180, 233), (0, 158, 115), (204, 121, 167), (240, 228, 66), (230, 159, 0)]
 BACKGROUND, FOREGROUND, GRID = (28, 28, 32), (235, 235, 235), (70, 70, 78)
 NAN_COLOR = (213, 94, 0)  # Okabe-Ito vermillion, used for nothing else
+WINDOW_COLOR = (255, 255, 255)  # the probe's suggested window, used for nothing else (text is FOREGROUND)
 
 
 def stage_color(index: int, count: int) -> tuple[int, int, int]:
@@ -116,14 +117,17 @@ def draw_tradeoff(points: list[tuple[float, float, float]], title: str, width: i
 
 
 def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: list[str], min_agreement: float,
-                   title: str, width: int = 768, height: int = 432) -> Image.Image:
+                   title: str, width: int = 768, height: int = 432, window: tuple[int, int] | None = None,
+                   window_label: str = "") -> Image.Image:
     """Each model's cosine agreement with the large model at every step, with the threshold as a line. One model:
     a bar per step, coloured by the model the suggested split gives that step; more (a nested pair): a curve per
-    model in its colour, over a strip coloured by the model the suggested split gives each step."""
+    model in its colour, over a strip coloured by the model the suggested split gives each step. ``window``
+    (first step, end step excluded; 0-based), when not empty, is bracketed in white over the steps it spans, and
+    ``window_label``, when given, is a last legend line with a white outline box."""
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     left, right, top = 64, width - 24, 44
-    bottom = height - 28 - 22 * len(legend)
+    bottom = height - 28 - 22 * (len(legend) + bool(window_label))
     draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
     low = min(0.0, min_agreement, *(c for stage in cosines for c in stage if math.isfinite(c)))
     span = 1.0 - low
@@ -163,6 +167,13 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
         draw.line([x, threshold, min(x + 6, right), threshold], fill=FOREGROUND, width=2)
     draw.text((right - 150, threshold - 18), f"min_agreement {min_agreement:g}", fill=FOREGROUND, font=_font(13))
     _draw_steps_axis_and_legend(draw, left, right, bottom, steps, legend)
+    if window and window[1] > window[0]:  # a bracket: down each side of the window's bars, joined above them
+        x_start, x_end, y = left + window[0] * bar, left + window[1] * bar, top - 4
+        draw.line([(x_start, bottom), (x_start, y), (x_end, y), (x_end, bottom)], fill=WINDOW_COLOR, width=2)
+    if window_label:
+        y = bottom + 26 + 22 * len(legend)
+        draw.rectangle([left, y + 2, left + 14, y + 16], outline=WINDOW_COLOR, width=2)
+        draw.text((left + 22, y), window_label, fill=FOREGROUND, font=_font(15))
     return image
 
 

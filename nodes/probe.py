@@ -16,6 +16,7 @@ from comfy_api.latest import io, ui
 
 from ..tstitch_core import (SWITCH_BY_STEPS, StepAgreement, SwitchRule, compute_stage_handovers,
                             describe_stage_steps, format_stages_agreement_table)
+from ..tstitch_core.agreement import longest_agreeing_run, suggest_stages
 from ._drawing import draw_agreement, to_image_tensor
 from ._model_facts import check_stitchable
 from ._patching import unstitched_models
@@ -31,7 +32,8 @@ class TStitchAgreementProbe(io.ComfyNode):
         return schema(
             node_id="TStitchAgreementProbe",
             display_name="T-Stitch Agreement Probe",
-            search_aliases=[*TWO_MODEL_ALIASES, "probe", "agreement", "where to switch", "suggest fraction"],
+            search_aliases=[*TWO_MODEL_ALIASES, "probe", "agreement", "where to switch", "suggest fraction",
+                            "suggest window", "FlowBlending", "large small large"],
             description=(
                 "Finds where to switch: runs the large model's trajectory once and, at every step, also asks the "
                 "small model for its prediction on the same input (it never steers). Plots their agreement "
@@ -40,7 +42,9 @@ class TStitchAgreementProbe(io.ComfyNode):
                 "small-model call per step. A nested pair on either side is probed model by model against the last, "
                 "largest model: a curve, columns and a suggestion each, every model taking the steps it agrees on "
                 "after the smaller one's; suggested_fraction is then the smallest model's, and the table gives the "
-                "others'."),
+                "others'. suggested_stages gives the longest run of agreeing steps wherever it lies, as T-Stitch "
+                "Stages' until: \"a, b\" for the large model, the small one from a to b, the large one again "
+                "(FlowBlending's order)."),
             inputs=[
                 io.Model.Input("small_model", tooltip=(
                     "The small model that would run the early steps, or a nested pair: each of its models is probed.")),
@@ -56,7 +60,14 @@ class TStitchAgreementProbe(io.ComfyNode):
                      io.Float.Output(display_name="suggested_fraction", tooltip=(
                          "The largest small_fraction (switch_by steps) whose small steps all agree: wire it into "
                          "T-Stitch Model Pair. With a nested pair, the smallest model's: the small_fraction of the "
-                         "pair where it hands over to the next model."))],
+                         "pair where it hands over to the next model.")),
+                     # last, so that links to the outputs above keep their index
+                     io.String.Output(display_name="suggested_stages", tooltip=(
+                         "The longest run of steps that agree, as T-Stitch Stages' until (switch_by steps): \"a, b\" "
+                         "for the large model until a, the small one until b, the large one after; just \"b\" when "
+                         "the run starts at step 1 (T-Stitch's split, the small model then the large one, as "
+                         "suggested_fraction); \"0\" when no step agrees. Of equally long runs, the earliest. With a "
+                         "nested pair, the smallest model's window against the large model."))],
             is_output_node=True,
         )
 
@@ -71,11 +82,14 @@ class TStitchAgreementProbe(io.ComfyNode):
         stages = [trajectory.agreements_of(model, settings, index + 1) for index, model in enumerate(probed)]
         handovers = compute_stage_handovers(stages, min_agreement)
         labels = [model_label(i, len(probed) + 1, model) for i, model in enumerate([*probed, large])]
+        # the window is the smallest model's alone, against the large model
+        window, until = longest_agreeing_run(stages[0], min_agreement), suggest_stages(stages[0], min_agreement)
         plot = to_image_tensor(draw_agreement(
             [[a.cosine for a in stage] for stage in stages], handovers, plot_legend(labels, handovers, len(stages[0])),
-            min_agreement, f"T-Stitch agreement probe: {len(stages[0])} steps, {scheduler}"))
+            min_agreement, f"T-Stitch agreement probe: {len(stages[0])} steps, {scheduler}", window=window,
+            window_label=window_legend(until, window, "small model" if len(stages) == 1 else "smallest model")))
         table = format_stages_agreement_table(stages, labels[:-1], min_agreement)
-        return io.NodeOutput(plot, table, handovers[0] / len(stages[0]), ui=ui.PreviewImage(plot, cls=cls))
+        return io.NodeOutput(plot, table, handovers[0] / len(stages[0]), until, ui=ui.PreviewImage(plot, cls=cls))
 
 
 class Settings(NamedTuple):
@@ -225,6 +239,17 @@ def plot_legend(labels: list[str], handovers: list[int], steps: int) -> list[str
     words = describe_stage_steps([b - a for a, b in zip([0, *handovers], [*handovers, steps])])
     return ([f"{label}: {w} (hands over at {k / steps:.3f})" for label, w, k in zip(labels, words, handovers)]
             + [f"{labels[-1]}: {words[-1]}, its trajectory followed"])
+
+
+def window_legend(until: str, window: tuple[int, int], small: str) -> str:
+    """The plot's line on suggested_stages, beside the white bracket over the window's steps."""
+    start, end = window
+    steps = f"step {start + 1}" if end - start == 1 else f"steps {start + 1}-{end}"
+    if start == end:
+        return f'suggested_stages "0": the {small} agrees at no step'
+    if start == 0:
+        return f'suggested_stages "{until}": {steps} to the {small}, then the large model (T-Stitch\'s split)'
+    return f'suggested_stages "{until}": the large model, {steps} to the {small}, the large model again'
 
 
 def compare_at(model, visited: list[VisitedStep], sigmas, noise, settings: Settings, large,

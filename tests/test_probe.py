@@ -46,30 +46,46 @@ def schedule(model, steps=STEPS, scheduler="normal", sampler_name="euler"):
 
 
 def test_the_same_weights_agree_at_every_step_and_the_whole_trajectory_is_suggested(probe, twin, large_model):
-    plot, table, suggested = probe(twin, large_model, min_agreement=0.9999)
-    assert suggested == 1.0
-    assert all(float(row[3]) >= 0.9999 and row[5] == "small" for row in rows_of(table))
+    plot, table, suggested, stages = probe(twin, large_model, min_agreement=0.9999)
+    assert suggested == 1.0 and stages == "1"  # the whole trajectory: the small model alone
+    assert all(float(row[3]) >= 0.9999 and row[5] == row[6] == "small" for row in rows_of(table))
     assert table.splitlines()[0].startswith(f"The small model agrees (cosine >= 0.9999) for the first {STEPS} of")
     assert plot.shape == (1, 432, 768, 3)
 
 
 @pytest.mark.parametrize("diverge_after", [2, 5])
 def test_a_copy_that_diverges_below_a_sigma_is_suggested_up_to_that_step(probe, twin, large_model, diverge_after):
-    _, table, suggested = probe(diverging_copy(twin, large_model, diverge_after), large_model)
+    _, table, suggested, stages = probe(diverging_copy(twin, large_model, diverge_after), large_model)
     assert suggested == diverge_after / STEPS
-    assert [row[5] for row in rows_of(table)] == ["small"] * diverge_after + ["large"] * (STEPS - diverge_after)
+    assert stages == {2: "0.25", 5: "0.625"}[diverge_after]  # a leading run: T-Stitch's split, the same fraction
+    for column in (5, 6):  # the split and the window give each step the same model
+        assert [row[column] for row in rows_of(table)] == ["small"] * diverge_after + ["large"] * (STEPS - diverge_after)
+    assert table.splitlines()[1].startswith(f"Longest agreeing run of the small model: steps 1-{diverge_after} of 8, "
+                                            f"from the first step: suggested_stages \"{stages}\" (T-Stitch's split")
 
 
 def test_unrelated_models_are_suggested_the_large_model_alone_with_a_message(probe, small_model, large_model):
-    _, table, suggested = probe(small_model, large_model, min_agreement=0.9999)
+    _, table, suggested, stages = probe(small_model, large_model, min_agreement=0.9999)
     assert suggested == 0.0
     assert table.splitlines()[0].startswith("The small model disagrees from the first step")
+    # at the last sigma every model's denoised prediction is nearly x itself: unrelated models agree there, and
+    # that step is their longest run (a window reaching the last step says little about the models)
+    assert [row[6] for row in rows_of(table)] == ["large"] * (STEPS - 1) + ["small"]
+    assert stages == "0.875, 1"
+
+
+def test_a_copy_that_agrees_at_no_step_is_suggested_no_small_steps(probe, twin, large_model):
+    _, table, suggested, stages = probe(window_copy(twin, large_model, STEPS, STEPS), large_model)
+    assert (suggested, stages) == (0.0, "0")
+    assert table.splitlines()[1] == ("suggested_stages 0: the small model agrees at no step, so there is no window "
+                                     "for it (0 means no small steps: the large model alone).")
+    assert [row[6] for row in rows_of(table)] == ["large"] * STEPS
 
 
 def test_the_small_model_is_asked_at_exactly_the_large_models_inputs(probe, twin, large_model):
     """With the same weights the two predictions are the same bits at every step: the small model saw the very
     x, sigma and conditioning the large model's trajectory passed through."""
-    _, table, _ = probe(twin, large_model, min_agreement=0.0, sampler_name="dpmpp_2m")
+    _, table, _, _ = probe(twin, large_model, min_agreement=0.0, sampler_name="dpmpp_2m")
     assert [row[4] for row in rows_of(table)] == ["0.0000"] * STEPS
 
 
@@ -92,7 +108,7 @@ def diverging_copy(twin, large_model, diverge_after, scheduler="normal", steps=S
 def test_the_timestep_range_it_reports_gives_the_pair_exactly_the_suggested_steps(probe, twin, large_model, run_node):
     import re
 
-    _, table, suggested = probe(diverging_copy(twin, large_model, 5), large_model)
+    _, table, suggested, stages = probe(diverging_copy(twin, large_model, 5), large_model)
     low, high = timestep_fractions(table.splitlines()[0])
     for fraction, rule in ((suggested, "steps"), (low, "timestep"), (high, "timestep")):
         pair = run_node("TStitchModelPair", small_model=twin, large_model=large_model, small_fraction=fraction,
@@ -128,14 +144,17 @@ def test_a_nested_pair_is_probed_model_by_model_and_each_gets_the_steps_it_agree
     # the nested pair's own fractions play no part: every model is asked at every step
     small, large = ((stitch(smallest, middle, 0.125), large_model) if nested == "small_model"
                     else (smallest, stitch(middle, large_model, 0.875)))
-    plot, table, suggested = probe(small, large)
+    plot, table, suggested, stages = probe(small, large)
     assert suggested == 2 / STEPS  # the smallest model's: the pair where it hands over to the middle one
+    assert stages == "0.25"  # the smallest model's window, against the large model alone: its leading run
     lines = table.splitlines()
     assert re.match(r"- small model \(SD15\): steps 1-2 of 8; it hands over at small_fraction 0\.250 ", lines[1])
     assert re.match(r"- model 2 of 3 \(SD15\): steps 3-5 of 8; it hands over at small_fraction 0\.625 ", lines[2])
     assert lines[2].endswith("Alone it agrees for the first 5 steps.")
     rows = rows_of(table)
-    assert [row[-1] for row in rows] == ["small"] * 2 + ["model2"] * 3 + ["large"] * 3
+    assert [row[-2] for row in rows] == ["small"] * 2 + ["model2"] * 3 + ["large"] * 3
+    assert [row[-1] for row in rows] == ["small"] * 2 + ["large"] * 6  # the window: the smallest model's
+    assert lines[3].startswith("Longest agreeing run of the small model (SD15): steps 1-2 of 8, from the first step")
     # each model's own columns: the same bits as the large model's until its noise starts, then far off
     assert [row[4] == "0.0000" for row in rows] == [True] * 2 + [False] * 6
     assert [row[6] == "0.0000" for row in rows] == [True] * 5 + [False] * 3
@@ -151,11 +170,87 @@ def test_a_nested_pair_is_probed_model_by_model_and_each_gets_the_steps_it_agree
     # a curve per model in its colour, over a strip that colours each step by the model the suggestion gives it
     blue, green, orange = (86, 180, 233), (0, 158, 115), (230, 159, 0)  # smallest, middle, large
     pixels = (plot[0].numpy() * 255).round().astype(np.uint8)
-    bottom, bar = 432 - 28 - 22 * 3, (768 - 24 - 64) / STEPS  # the plot's layout: 3 legend lines, 8 bars
+    bottom, bar = 432 - 28 - 22 * 4, (768 - 24 - 64) / STEPS  # the plot's layout: 3 + 1 legend lines, 8 bars
     strip = [tuple(pixels[bottom - 3, round(64 + (step + 0.5) * bar)]) for step in range(STEPS)]
     assert strip == [blue] * 2 + [green] * 3 + [orange] * 3
     curves = pixels[44:bottom - 7]
     assert all(np.all(curves == colour, axis=-1).sum() > 200 for colour in (blue, green))
+
+
+def window_copy(twin, large_model, start, end, scheduler="normal", steps=STEPS):
+    """``twin`` made to diverge above one sigma and below another, as ``diverging_copy``: noise on its output at
+    steps 1 to ``start`` and from step ``end + 1`` on, so that it agrees exactly at steps ``start + 1`` to ``end``."""
+    sigmas = schedule(large_model, steps=steps, scheduler=scheduler)
+    above, below = ((sigmas[k - 1] + sigmas[k]) / 2 for k in (start, end))
+
+    def perturbed(apply_model, args):
+        out = apply_model(args["input"], args["timestep"], **args["c"])
+        sigma = float(args["timestep"].reshape(-1)[0])
+        return out + 10 * torch.randn_like(out) / sigma if sigma > above or sigma < below else out
+
+    diverging = twin.clone()
+    diverging.set_model_unet_function_wrapper(perturbed)
+    return diverging
+
+
+def timestep_window(line: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((lowest a, highest a), (lowest b, highest b)) of the table's switch_by timestep until for the window."""
+    import re
+
+    found = re.search(r"switch_by timestep: until a from (\d+\.\d+) to (\d+\.\d+), b from (\d+\.\d+) to (\d+\.\d+)\.",
+                      line)
+    assert found, line
+    low_a, high_a, low_b, high_b = map(float, found.groups())
+    return (low_a, high_a), (low_b, high_b)
+
+
+@pytest.mark.parametrize("start, end", [(2, 6), (1, 4), (5, 7)])
+def test_a_copy_that_diverges_above_one_sigma_and_below_another_is_suggested_exactly_the_steps_between(
+        probe, twins, large_model, stitch, run_node, start, end):
+    """The known answer of the window: the copy agrees bit for bit at steps start + 1 to end and nowhere else. The
+    suggested until, in either rule, gives a model exactly those steps between two others: checked on the pair's
+    own rules, nested (the large model's weights loaded again first, the copy, the large model), which route as
+    T-Stitch Stages does (a call goes to the first model whose until covers it)."""
+    copy = window_copy(twins[1], large_model, start, end)
+    plot, table, suggested, stages = probe(copy, large_model)
+    assert suggested == 0.0  # it disagrees at step 1: T-Stitch's split is the large model alone
+    a, b = (f"{k / STEPS:.3f}".rstrip("0") for k in (start, end))
+    assert stages == f"{a}, {b}"
+    rows = rows_of(table)
+    assert [row[6] for row in rows] == ["large"] * start + ["small"] * (end - start) + ["large"] * (STEPS - end)
+    assert [row[4] == "0.0000" for row in rows] == [start <= step < end for step in range(STEPS)]  # the same bits
+    window = table.splitlines()[1]
+    assert window.startswith(f"Longest agreeing run of the small model: steps {start + 1}-{end} of 8: "
+                             f"suggested_stages \"{stages}\" for T-Stitch Stages with the large model, the small model, "
+                             f"the large model again (switch_by steps: large until {a}, small until {b}, large after)")
+    (low_a, high_a), (low_b, high_b) = timestep_window(window)
+    first = "small model (SD15): " + ("step 1 of 8" if start == 1 else f"steps 1-{start} of 8")
+    middle = "model 2 of 3 (SD15): " + (f"step {end} of 8" if end - start == 1 else f"steps {start + 1}-{end} of 8")
+    for until, rule in (((float(a), float(b)), "steps"), ((low_a, low_b), "timestep"), ((high_a, high_b), "timestep"),
+                        ((low_a, high_b), "timestep"), ((high_a, low_b), "timestep")):
+        three = stitch(stitch(twins[0], copy, until[0], rule), large_model, until[1], rule)
+        summary = steps_of_each_model(run_node, three)
+        assert middle in summary and first in summary, (until, rule, summary)
+    # the plot brackets the window in white: down both its sides and across the top
+    pixels = (plot[0].numpy() * 255).round().astype(np.uint8)
+    white = np.all(pixels == (255, 255, 255), axis=-1)
+    bar = (768 - 24 - 64) / STEPS
+    bottom = 432 - 28 - 22 * 3  # 2 legend lines and the window's
+    for step in (start, end):
+        assert white[44:bottom, round(64 + step * bar) - 2:round(64 + step * bar) + 2].any(axis=1).sum() > 0.9 * (
+            bottom - 44), step
+    across = [white[38:42, round(64 + (step + 0.5) * bar)].any() for step in range(STEPS)]
+    assert across == [start <= step < end for step in range(STEPS)]
+
+
+def test_a_window_that_reaches_the_last_step_says_the_large_models_last_stage_would_be_empty(probe, twin,
+                                                                                             large_model):
+    _, table, suggested, stages = probe(window_copy(twin, large_model, 3, STEPS), large_model)
+    assert (suggested, stages) == (0.0, "0.375, 1")
+    assert [row[6] for row in rows_of(table)] == ["large"] * 3 + ["small"] * 5
+    assert table.splitlines()[1].endswith("The run reaches the last step, so the large model's last stage is empty: "
+                                          "T-Stitch Stages refuses that; give it the large model, then the small "
+                                          "model, with until \"0.375\".")
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +270,9 @@ def test_a_wan_flow_pair_is_suggested_up_to_its_divergence_and_reported_in_t_ove
     positive, negative = ([[torch.randn(1, 16, 4096, generator=generator), {}]] for _ in range(2))
     video = run_node("EmptyHunyuanLatentVideo", width=64, height=64, length=5, batch_size=1)[0]
     wan = dict(positive=positive, negative=negative, latent_image=video, scheduler="simple")
-    _, table, suggested = probe(twin, large, min_agreement=0.9999, **wan)
+    _, table, suggested, stages = probe(twin, large, min_agreement=0.9999, **wan)
     assert suggested == 1.0 and [row[4] for row in rows_of(table)] == ["0.0000"] * STEPS  # the same bits
-    _, table, suggested = probe(diverging_copy(twin, large, 3, scheduler="simple"), large, **wan)
+    _, table, suggested, stages = probe(diverging_copy(twin, large, 3, scheduler="simple"), large, **wan)
     assert suggested == 3 / STEPS
     rows = rows_of(table)
     assert [row[5] for row in rows] == ["small"] * 3 + ["large"] * (STEPS - 3)
@@ -200,7 +295,7 @@ def test_every_sampler_is_probed_at_the_sigmas_it_samples_or_refused_by_name(pro
     refused, wrong = {}, {}
     for name in comfy.samplers.KSampler.SAMPLERS:
         try:
-            _, table, suggested = probe(twin, large_model, min_agreement=0.99999, sampler_name=name)
+            _, table, suggested, stages = probe(twin, large_model, min_agreement=0.99999, sampler_name=name)
         except ValueError as error:
             refused[name] = str(error)
             continue
@@ -253,7 +348,7 @@ def test_a_step_whose_small_prediction_is_nan_never_agrees_and_is_named(probe, t
 
     broken = twin.clone()
     broken.set_model_unet_function_wrapper(nan_below)
-    plot, table, suggested = probe(broken, large_model, min_agreement=-1.0)  # every number agrees at -1
+    plot, table, suggested, stages = probe(broken, large_model, min_agreement=-1.0)  # every number agrees at -1
     assert suggested == 4 / STEPS
     assert table.splitlines()[0].endswith(f"Not a number at steps 5-{STEPS}: the small model's prediction holds NaN "
                                           f"or inf (such a step never agrees: cosine nan in the table).")
@@ -310,7 +405,7 @@ def test_a_tied_timestep_tail_is_reported_honestly_and_the_range_given_works(pro
     t = [float(model_sampling.timestep(torch.tensor([s]))) for s in sigmas[:-1]]
     tie = next(k for k in range(1, steps) if t[k - 1] == t[k])  # steps tie and tie + 1 (1-based) share a timestep
     perturbed = diverging_copy(twin, large_model, tie, scheduler="karras", steps=steps)
-    _, table, suggested = probe(perturbed, large_model, steps=steps, scheduler="karras")
+    _, table, suggested, stages = probe(perturbed, large_model, steps=steps, scheduler="karras")
     assert suggested == tie / steps
     first = table.splitlines()[0]
     match = re.search(rf"switch_by timestep: no small_fraction gives exactly {tie} steps, since steps (\d+)-(\d+) "
