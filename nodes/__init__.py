@@ -2,11 +2,12 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from .dit import TStitchDiTLoader, TStitchDiTScheduler, TStitchImageNetClass
+from .dit import TStitchClassIndex, TStitchDiTLoader, TStitchDiTScheduler, TStitchImageNetClass
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
 from .probe import TStitchAgreementProbe
 from .stage_sigmas import TStitchStageSigmas
+from .stages import TStitchStages
 from .stitch import TStitchKSampler, TStitchModelPair
 from .sweep import TStitchFractionSweep
 
@@ -14,4 +15,5 @@ from .sweep import TStitchFractionSweep
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
-                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas]
+                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas,
+                TStitchStages, TStitchClassIndex]

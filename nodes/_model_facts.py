@@ -72,3 +72,31 @@ def _stages(model: comfy.model_patcher.ModelPatcher):
 def blocks_line_up(model: comfy.model_patcher.ModelPatcher, large: comfy.model_patcher.ModelPatcher) -> bool:
     """Whether ControlNets made for ``large`` fit ``model``'s blocks (SSD-1B-style pruning: yes; BK-SDM: no)."""
     return check_blocks_line_up(model.model.model_config.unet_config, large.model.model_config.unet_config)
+
+
+def check_stage_models(named: list[tuple[str, comfy.model_patcher.ModelPatcher]], rules: list[SwitchRule]) -> None:
+    """Raise ``ValueError`` when the models of T-Stitch Stages (name, patcher; the same patcher may come twice)
+    cannot share a trajectory: every distinct model against the last, whose model sampling sets the schedule."""
+    *_, (last_name, last) = named
+    if any(r.switch_by == SWITCH_BY_TIMESTEP for r in rules):
+        model_sampling = last.get_model_object("model_sampling")
+        validate_timestep_range(last_name, float(model_sampling.timestep(model_sampling.sigma_min)),
+                                float(model_sampling.timestep(model_sampling.sigma_max)))
+    last_facts = read_model_facts(last, last_name)
+    seen: list[tuple[str, comfy.model_patcher.ModelPatcher]] = []
+    for name, model in named:
+        if any(model is other for _, other in seen):
+            continue  # the same model in another stage: one model, checked once
+        for other_name, other in seen:
+            if model.model is other.model:
+                raise ValueError(
+                    f"T-Stitch Stages: {name} and {other_name} are the same loaded weights with different patches "
+                    "(a LoRA or a ModelSampling node on one of them, say), which can't both be loaded at once. For a "
+                    "model that runs more than one stage, connect one and the same output to both inputs.")
+        seen.append((name, model))
+        if model is not last:
+            facts = read_model_facts(model, name)
+            validate_pair(facts, last_facts)
+            warning = describe_sigma_range_mismatch(facts, last_facts)
+            if warning:
+                log.warning("T-Stitch: %s", warning)

@@ -27,7 +27,8 @@ from comfy.patcher_extension import CallbacksMP, WrappersMP
 from ..tstitch_core import SwitchRule, validate_stage_order
 from ._run import TSTITCH_KEY, StitchRun, run_of, started_run
 
-__all__ = ["TSTITCH_KEY", "Stage", "StitchPlan", "get_plan", "stitch_models", "unstitched_models"]
+__all__ = ["TSTITCH_KEY", "Stage", "StitchPlan", "get_plan", "refuse_stages_in_pair", "stage_models", "stitch_models",
+           "unstitched_models"]
 
 _WRAPPERS = (WrappersMP.OUTER_SAMPLE, WrappersMP.PREPARE_SAMPLING, WrappersMP.SAMPLER_SAMPLE, WrappersMP.PREDICT_NOISE)
 _CALLBACKS = (CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLONE)
@@ -44,10 +45,31 @@ class Stage:
 
 @dataclass(frozen=True)
 class StitchPlan:
-    """The stages that run before the stitched model's own (large) model, in trajectory order."""
+    """The models that run before the stitched model's own (large) model, in trajectory order.
+
+    A pair (or nested pair) runs each model once, model i until its own rule hands over. T-Stitch Stages
+    may run a model in more than one stage: ``handovers`` then lists, for every stage but the last, the
+    index of its model (len(stages) for the stitched model's own) and the rule it hands over by; the last
+    stage is the stitched model's own, and ``stages`` holds each earlier model once.
+    """
 
     stages: tuple[Stage, ...]
     offload_idle: bool = False
+    handovers: tuple[tuple[int, SwitchRule], ...] | None = None
+
+    @property
+    def rules(self) -> tuple[SwitchRule, ...]:
+        """The rule each stage but the last hands over by, in trajectory order."""
+        if self.handovers is None:
+            return tuple(stage.rule for stage in self.stages)
+        return tuple(rule for _, rule in self.handovers)
+
+    @property
+    def stage_models(self) -> tuple[int, ...]:
+        """The model of every stage in trajectory order: an index into ``stages``, len(stages) for the own model."""
+        if self.handovers is None:
+            return tuple(range(len(self.stages) + 1))
+        return tuple(model for model, _ in self.handovers) + (len(self.stages),)
 
     def with_patchers(self, patchers) -> StitchPlan:
         return replace(self, stages=tuple(replace(s, patcher=p) for s, p in zip(self.stages, patchers, strict=True)))
@@ -76,10 +98,39 @@ def stitch_models(small: comfy.model_patcher.ModelPatcher, large: comfy.model_pa
     return stitched
 
 
+def stage_models(models, rules, takes_control, offload_idle: bool = False) -> comfy.model_patcher.ModelPatcher:
+    """A clone of the last of ``models`` that runs ``models[k]`` until ``rules[k]`` hands over; a model passed more
+    than once (the same patcher) is one model, loaded once, that runs each of its stages."""
+    *earlier, last = models
+    distinct = []
+    for model in earlier:
+        if model is not last and all(model is not d for d in distinct):
+            distinct.append(model)
+    index_of = lambda model: len(distinct) if model is last else next(i for i, d in enumerate(distinct) if d is model)
+    first_rule = {id(model): rule for model, rule in reversed(list(zip(earlier, rules)))}
+    stages = tuple(Stage(model.clone(), first_rule[id(model)], takes_control(model)) for model in distinct)
+    stitched = last.clone()
+    _install_plan(stitched, StitchPlan(stages, offload_idle, tuple((index_of(m), r) for m, r in zip(earlier, rules))))
+    return stitched
+
+
+def refuse_stages_in_pair(small: comfy.model_patcher.ModelPatcher, large: comfy.model_patcher.ModelPatcher) -> None:
+    """Raise when either side of a pair is a T-Stitch Stages model, whose stages a pair can't nest."""
+    for model, role in ((small, "small_model"), (large, "large_model")):
+        plan = get_plan(model)
+        if plan is not None and plan.handovers is not None:
+            raise ValueError(f"T-Stitch: {role} is a T-Stitch Stages model, which a pair can't take apart. Connect "
+                             "its models to one T-Stitch Stages node instead (up to four stages), and sample its "
+                             "output directly.")
+
+
 def unstitched_models(model: comfy.model_patcher.ModelPatcher) -> list[comfy.model_patcher.ModelPatcher]:
     """Every model of ``model`` in trajectory order, each on its own: a pair's stages, then its own (large) model
     as a clone without T-Stitch; a model that is not a pair, as it is."""
     plan = get_plan(model)
+    if plan is not None and plan.handovers is not None:
+        raise ValueError("T-Stitch: a T-Stitch Stages model runs its models in an order of its own, so it can't be "
+                         "taken apart into models here; connect the models themselves (or a pair).")
     return [model] if plan is None else [stage.patcher for stage in plan.stages] + [_strip_stitch(model)]
 
 

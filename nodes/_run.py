@@ -33,6 +33,7 @@ from comfy.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrapper
 
 from ..tstitch_core import (compute_runtime_additions, count_covered_steps, count_stage_steps, describe_stage_steps,
                             pick_stage, validate_stage_coverage)
+from ..tstitch_core.stages import describe_stage, validate_every_stage_runs
 from ._progress import report_progress_text
 from ._schedule import switch_points, timestep_function
 
@@ -53,6 +54,19 @@ UNROUTABLE = (
 def model_label(index: int, count: int, patcher: comfy.model_patcher.ModelPatcher) -> str:
     role = {0: "small model", count - 1: "large model"}.get(index, f"model {index + 1} of {count}")
     return f"{role} ({type(patcher.model.model_config).__name__})"
+
+
+def stage_labels(plan, main: comfy.model_patcher.ModelPatcher) -> list[str]:
+    """How logs, progress and previews name each stage of ``plan``: by its model for a pair; by its number, model
+    and share of the trajectory for T-Stitch Stages."""
+    patchers = [stage.patcher for stage in plan.stages] + [main]
+    if plan.handovers is None:
+        return [model_label(i, len(patchers), patcher) for i, patcher in enumerate(patchers)]
+    # a model is named by the input it first came in by: the stages' inputs are in stage order
+    first_stage = {model: plan.stage_models.index(model) for model in plan.stage_models}
+    fractions = [rule.small_fraction for rule in plan.rules]
+    return [describe_stage(i, f"model_{first_stage[m] + 1}, {type(patchers[m].model.model_config).__name__}", fractions)
+            for i, m in enumerate(plan.stage_models)]
 
 
 def run_of(model_options: dict) -> "StitchRun":
@@ -194,14 +208,22 @@ class StitchRun:
         schedule = sigmas.tolist()
         self.points = switch_points(plan, model_sampling, schedule)
         covered = count_covered_steps(self.points, schedule, self.timestep_of)
-        validate_stage_coverage([stage.rule for stage in plan.stages], covered, len(schedule) - 1)
+        validate_stage_coverage(plan.rules, covered, len(schedule) - 1)
+        # one per model, each once; the stages (what the switch points divide) name a model each
         self.patchers = [stage.patcher for stage in plan.stages] + [self.main]
-        self.first_index = pick_stage(self.points, schedule[0], self.timestep_of) if len(schedule) > 1 else len(
-            plan.stages)
-        self.step_ranges = describe_stage_steps(count_stage_steps(self.points, schedule, self.timestep_of))
-        log.info("T-Stitch: %s", "; ".join(f"{self.label(i)} {r}" for i, r in enumerate(self.step_ranges)))
+        self.stage_models = plan.stage_models
+        counts = count_stage_steps(self.points, schedule, self.timestep_of)
+        self.stage_names = stage_labels(plan, self.main)
+        if plan.handovers is not None:
+            validate_every_stage_runs(counts, self.stage_names, plan.rules[0].switch_by)
+        self.first_stage = pick_stage(self.points, schedule[0], self.timestep_of) if len(schedule) > 1 else len(
+            self.points)
+        self.first_index = self.stage_models[self.first_stage]
+        self.step_ranges = describe_stage_steps(counts)
+        log.info("T-Stitch: %s", "; ".join(f"{name} {r}" for name, r in zip(self.stage_names, self.step_ranges)))
         self.stages: list[StageRun] = []
-        self.active = None  # index of the model that the guider's inner model is now
+        self.active = None  # index of the stage whose model the guider's inner model is now
+        self.active_model = None
         self.pre_ran = False
         self.sampler_options = None  # the sampler's model options as it started, to tell its additions apart
         self.cond_context = None
@@ -298,26 +320,30 @@ class StitchRun:
         model_options["denoise_mask_function"] = self._route_mask
 
     def _route_mask(self, sigma, denoise_mask, extra_options):
-        index = self.pick(sigma)
-        self.activate(index)
+        index = self.activate(self.pick(sigma))
         function = self.mask_functions[index]
         return denoise_mask if function is None else function(sigma, denoise_mask, extra_options)
 
     def pick(self, sigma: torch.Tensor) -> int:
+        """The stage that denoises at ``sigma``."""
         return pick_stage(self.points, float(sigma.reshape(-1)[0]), self.timestep_of)
 
     def predict_noise(self, executor, x, timestep, model_options: dict, seed):
-        index = self.pick(timestep)
-        self.activate(index)
+        index = self.activate(self.pick(timestep))
         if index == len(self.stages):
             return executor(x, timestep, model_options, seed)
         return self.stages[index].predict_noise(x, timestep, model_options, seed)
 
-    def activate(self, index: int) -> None:
-        """Make model ``index`` the running one: loaded through ComfyUI, the guider's inner model, shown."""
-        if index == self.active:
-            return
-        report_progress_text(f"T-Stitch: {self.label(index)}, {self.step_ranges[index]}")
+    def activate(self, stage_index: int) -> int:
+        """Make the model of stage ``stage_index`` the running one: loaded through ComfyUI, the guider's inner
+        model, shown. Returns the model's index."""
+        index = self.stage_models[stage_index]
+        if stage_index == self.active:
+            return index
+        self.active = stage_index
+        report_progress_text(f"T-Stitch: {self.stage_names[stage_index]}, {self.step_ranges[stage_index]}")
+        if index == self.active_model:
+            return index
         patcher = self.patchers[index]
         stage = self.stages[index] if index < len(self.stages) else None
         cond_models, inference_memory = stage.own_cond_models() if stage else ([], 0)
@@ -345,7 +371,8 @@ class StitchRun:
         if stage:
             stage.process_own_conds()
         self.guider.inner_model = patcher.model
-        self.active = index
+        self.active_model = index
+        return index
 
     def prepare_sampling(self, executor, model, noise_shape, conds, model_options=None, **kwargs):
         """ComfyUI's prepare_sampling of the pass, inside the own PREPARE_SAMPLING wrappers of each earlier model

@@ -20,7 +20,8 @@ def timestep_max(model_sampling) -> float:
 
 
 def switch_points(plan, model_sampling, sigmas: list[float]) -> list:
-    return [compute_switch_point(stage.rule, sigmas, timestep_max(model_sampling)) for stage in plan.stages]
+    """One per stage but the last, in trajectory order."""
+    return [compute_switch_point(rule, sigmas, timestep_max(model_sampling)) for rule in plan.rules]
 
 
 def stage_of_each_step(plan, model_sampling, sigmas: list[float]) -> list[int]:
@@ -37,6 +38,6 @@ def sampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise
 def stages_on_schedule(stitched, plan, steps: int, sampler_name: str, scheduler: str,
                        denoise: float) -> tuple[list[float], list[int]]:
     """(sigmas, stage of each step) of the schedule KSampler would run with ``stitched``; the stitched model
-    itself, the last stage, is index len(plan.stages)."""
+    itself, the last stage, is index len(plan.rules)."""
     sigmas = sampler_sigmas(stitched, steps, sampler_name, scheduler, denoise).tolist()
     return sigmas, stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)

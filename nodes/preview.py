@@ -8,7 +8,7 @@ from comfy_api.latest import io, ui
 from ..tstitch_core import describe_stage_steps
 from ._drawing import draw_schedule, to_image_tensor
 from ._patching import get_plan
-from ._run import model_label
+from ._run import stage_labels
 from ._schedule import stage_of_each_step, stages_on_schedule
 from ._schema import schema
 
@@ -70,10 +70,10 @@ class TStitchSchedulePreview(io.ComfyNode):
         if len(sigmas) < 2:
             raise ValueError("The sigmas input has no steps to preview." if sigmas_given
                              else f"denoise {denoise} leaves no steps to preview.")
-        patchers = [stage.patcher for stage in plan.stages] + [stitched]
-        counts = [stages.count(index) for index in range(len(patchers))]
-        legend = [f"{model_label(i, len(patchers), p)}: {words} ({100 * n / len(stages):.0f}%)"
-                  for i, (p, words, n) in enumerate(zip(patchers, describe_stage_steps(counts), counts))]
+        labels = stage_labels(plan, stitched)  # a model per stage; T-Stitch Stages may run one in two stages
+        counts = [stages.count(index) for index in range(len(labels))]
+        legend = [f"{label}: {words} ({100 * n / len(stages):.0f}%)"
+                  for label, words, n in zip(labels, describe_stage_steps(counts), counts)]
         settings = "given sigmas" if sigmas_given else f"{scheduler}, denoise {denoise:g}"
         title = f"T-Stitch schedule: {len(stages)} steps, {settings}"
         plot = to_image_tensor(draw_schedule(sigmas, stages, legend, title))

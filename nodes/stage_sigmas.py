@@ -11,7 +11,7 @@ from ..tstitch_core import (SWITCH_BY_STEPS, compute_boundary_sigma, compute_sta
                             validate_steps_rule_counts)
 from ..tstitch_core.stage_sigmas import NODE_NAME
 from ._patching import get_plan
-from ._run import model_label
+from ._run import stage_labels
 from ._schedule import sampler_sigmas, switch_points, timestep_function, timestep_max
 from ._schema import TWO_MODEL_ALIASES, schema
 
@@ -47,18 +47,19 @@ def stage_points(model_sampling, scheduler: str, steps: int, first: float, bound
 
 def stage_sigmas(model, scheduler: str, counts: list[int], denoise: float) -> torch.Tensor:
     plan = get_plan(model)
-    patchers = [stage.patcher for stage in plan.stages] + [model]
+    models = [stage.patcher for stage in plan.stages] + [model]
+    patchers = [models[index] for index in plan.stage_models]  # each stage's model (one may run two stages)
     model_sampling = model.get_model_object("model_sampling")
     schedule = sampler_sigmas(model, sum(counts), "euler", scheduler, denoise).tolist()
     if len(schedule) < 2:
         raise ValueError(f"{NODE_NAME}: denoise {denoise:g} leaves no steps; raise it above 0.")
-    validate_steps_rule_counts(counts, [stage.rule.small_fraction if stage.rule.switch_by == SWITCH_BY_STEPS
-                                        else None for stage in plan.stages])
+    validate_steps_rule_counts(counts, [rule.small_fraction if rule.switch_by == SWITCH_BY_STEPS else None
+                                        for rule in plan.rules])
     timestep_of = timestep_function(model_sampling)
     # the pair reads its switches with the large model's conversions, so the boundaries are read with them too
     boundaries = [compute_boundary_sigma(point, timestep_of, float(model_sampling.sigma_max))
                   for point in switch_points(plan, model_sampling, schedule)]
-    names = [model_label(i, len(patchers), patcher) for i, patcher in enumerate(patchers)]
+    names = stage_labels(plan, model)
     validate_stage_counts(counts, boundaries, names, schedule[0], denoise)
     sigmas = [sigma for (first, boundary), count, patcher in zip(compute_stage_ranges(schedule[0], boundaries),
                                                                   counts, patchers) if count
@@ -92,7 +93,8 @@ class TStitchStageSigmas(io.ComfyNode):
                     "boundary is where t/T = 1 - small_fraction (read with the large model's sampling); with "
                     "switch_by steps the counts must be the pair's split, round(small_fraction x total) steps "
                     "before each switch, and the boundary is that step's sigma on the large model's schedule of "
-                    "the total steps. A model that owns part of the schedule needs at least 1 step.")),
+                    "the total steps. A model that owns part of the schedule needs at least 1 step. For T-Stitch "
+                    "Stages: one count per stage, in order (\"2, 3, 2\" for large, small, large).")),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
                     "As KSampler's: the schedule starts where the large model's schedule of the total steps at "
                     "this denoise starts; a model whose whole part lies above that start gets no steps and must "
@@ -106,5 +108,5 @@ class TStitchStageSigmas(io.ComfyNode):
         if get_plan(model) is None:
             raise ValueError(f"{NODE_NAME}: the model is not a T-Stitch pair; connect the output of T-Stitch "
                              "Model Pair.")
-        counts = parse_step_counts(steps_per_model, len(get_plan(model).stages) + 1)
+        counts = parse_step_counts(steps_per_model, len(get_plan(model).rules) + 1)
         return io.NodeOutput(stage_sigmas(model, scheduler, counts, denoise))

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SwitchRule, validate_rule
 from ._model_facts import blocks_line_up, check_stitchable
-from ._patching import stitch_models
+from ._patching import refuse_stages_in_pair, stitch_models
 from ._schema import TWO_MODEL_ALIASES, schema
 
 
@@ -61,6 +61,7 @@ def offload_idle_input():
 
 def stitch(small_model, large_model, small_fraction: float, switch_by: str, offload_idle_model: bool = False):
     rule = validate_rule(SwitchRule(small_fraction, switch_by))
+    refuse_stages_in_pair(small_model, large_model)
     check_stitchable(small_model, large_model, rule)
     return stitch_models(small_model, large_model, rule, lambda model: blocks_line_up(model, large_model),
                          offload_idle_model)

@@ -92,6 +92,27 @@ def probe_picture(nodes, diverge_after: int = 8, steps: int = 20):
     return Image.fromarray((plot[0].numpy() * 255).round().astype("uint8"))
 
 
+def stages_picture(nodes, size: int = 768):
+    """PIL image of T-Stitch Schedule Preview's plot for T-Stitch Stages large -> small -> large until "0.2, 0.7",
+    20 normal steps, on the test-sized SD1.5 pair (the large model one loaded model for stages 1 and 3)."""
+    import comfy.sd
+    import torch
+    from PIL import Image
+
+    from .models import TINY_SD15_LARGE, TINY_SD15_SMALL, ensure_checkpoint
+
+    small, large = (comfy.sd.load_checkpoint_guess_config(str(ensure_checkpoint(spec)), output_vae=False,
+                                                          output_clip=False)[0]
+                    for spec in (TINY_SD15_SMALL, TINY_SD15_LARGE))
+    run = lambda node_id, **inputs: nodes.NODE_CLASS_MAPPINGS[node_id].execute(**inputs).result[0]
+    with torch.inference_mode():
+        stages = run("TStitchStages", model_1=large, model_2=small, model_3=large, until="0.2, 0.7",
+                     switch_by="steps")
+        plot = run("TStitchSchedulePreview", model=stages, steps=20, scheduler="normal", denoise=1.0)
+    image = Image.fromarray((plot[0].numpy() * 255).round().astype("uint8"))
+    return image.resize((size, round(size * image.height / image.width)), Image.LANCZOS)
+
+
 def dit_picture(nodes, size: int = 768):
     """PIL image of the schedule DiT-S -> DiT-B -> DiT-XL at 40 : 40 : 20 runs (timestep rule, 50 DDIM steps),
     drawn by T-Stitch Schedule Preview on test-sized DiTs loaded by the pack's DiT loader."""
@@ -142,6 +163,8 @@ def write_all(workdir: Path) -> list[Path]:
     probe_picture(nodes).save(written[-1], optimize=True)
     written.append(HELP_ASSETS / "dit_three_stage.png")
     dit_picture(nodes).save(written[-1], optimize=True)
+    written.append(HELP_ASSETS / "stages_large_small_large.png")
+    stages_picture(nodes).save(written[-1], optimize=True)
     for image, path in zip(registry_art(picture), written[2:4]):
         image.save(path, optimize=True)
     return written

@@ -1,0 +1,80 @@
+"""T-Stitch Stages: any model at any stage (large -> small -> large, as FlowBlending runs them).
+
+A plan of stages lists, for every stage but the last, the model that runs it and the fraction of
+the trajectory where it hands over (``until``); the last stage's model runs the rest. Each
+fraction is read as the pair's small_fraction is: the stages before the k-th handover run the
+first round(u_k x N) of the N steps (switch_by steps), or every call with t/T >= 1 - u_k
+(switch_by timestep). So stage k runs between handovers k - 1 and k, and a pair with
+small_fraction f is the two stages (small, large) until f.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .schedule import SWITCH_MODES, SwitchRule, describe_stage_steps
+
+NODE_NAME = "T-Stitch Stages"
+
+
+def parse_until(text: str, stages: int) -> list[float]:
+    """The handover fractions from "0.2, 0.7": one per stage but the last, in [0, 1], increasing."""
+    parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+    try:
+        fractions = [float(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"{NODE_NAME}: until {text!r} is not a list of numbers; write the fraction of the trajectory "
+                         f"where each model but the last hands over, such as \"0.2, 0.7\" for three stages.") from None
+    if len(fractions) != stages - 1:
+        raise ValueError(f"{NODE_NAME}: until {text!r} gives {len(fractions)} fraction(s) for {stages} stages; write "
+                         f"{stages - 1}, one where each model but the last hands over (\"0.2, 0.7\" for three).")
+    for index, fraction in enumerate(fractions):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"{NODE_NAME}: until {text!r}: {fraction:g}, where stage {index + 1} hands over, is "
+                             "outside 0 to 1; the fractions are shares of the trajectory.")
+    for index, (earlier, later) in enumerate(zip(fractions, fractions[1:])):
+        if later <= earlier:
+            raise ValueError(f"{NODE_NAME}: until {text!r} must increase: stage {index + 2} would run from "
+                             f"{earlier:g} to {later:g}, which is no part of the trajectory. Give each stage a "
+                             "larger fraction than the one before it.")
+    return fractions
+
+
+def build_stage_rules(fractions: Sequence[float], switch_by: str) -> list[SwitchRule]:
+    if switch_by not in SWITCH_MODES:
+        raise ValueError(f"{NODE_NAME}: switch_by must be one of {', '.join(SWITCH_MODES)}, got {switch_by!r}.")
+    return [SwitchRule(fraction, switch_by) for fraction in fractions]
+
+
+def validate_stage_models(model_ids: Sequence[int], names: Sequence[str]) -> None:
+    """Raise where two stages in a row would run the same model: that is one stage."""
+    for index, (earlier, later) in enumerate(zip(model_ids, model_ids[1:])):
+        if earlier == later:
+            raise ValueError(f"{NODE_NAME}: stages {index + 1} and {index + 2} both run {names[index]}: two stages "
+                             "in a row with one model are one stage. Remove one of them and its fraction from until.")
+
+
+def describe_stage(index: int, model_name: str, fractions: Sequence[float]) -> str:
+    """"stage 2 (model_2, SD15, 0.2 to 0.7)": how the errors, the log and the preview name a stage."""
+    start = 0.0 if index == 0 else fractions[index - 1]
+    end = 1.0 if index == len(fractions) else fractions[index]
+    return f"stage {index + 1} ({model_name}, {start:g} to {end:g})"
+
+
+def validate_every_stage_runs(counts: Sequence[int], stage_names: Sequence[str], switch_by: str) -> None:
+    """Raise before step 1 when, on the schedule being sampled, a stage gets no step.
+
+    Args:
+        counts: the steps each stage starts on this schedule (``count_stage_steps``).
+    """
+    empty = [name for name, count in zip(stage_names, counts) if count == 0]
+    if not empty:
+        return
+    words = describe_stage_steps(counts)
+    got = "; ".join(f"{name}: {w}" for name, w in zip(stage_names, words))
+    raise ValueError(
+        f"{NODE_NAME}: on the schedule being sampled {', '.join(empty)} would get no step ({got}). "
+        + ("Sample more steps, or move the fractions in until apart."
+           if switch_by == "steps" else
+           "Its timesteps t/T fall between no two steps of this schedule (a low denoise starts below it, or the "
+           "steps are too few): sample more steps or a higher denoise, or move the fractions in until apart."))
