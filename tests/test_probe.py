@@ -209,8 +209,8 @@ def test_a_copy_that_diverges_above_one_sigma_and_below_another_is_suggested_exa
         probe, twins, large_model, stitch, run_node, start, end):
     """The known answer of the window: the copy agrees bit for bit at steps start + 1 to end and nowhere else. The
     suggested until, in either rule, gives a model exactly those steps between two others: checked on the pair's
-    own rules, nested (the large model's weights loaded again first, the copy, the large model), which route as
-    T-Stitch Stages does (a call goes to the first model whose until covers it)."""
+    own rules, nested (the large model's weights loaded again first, the copy, the large model), and on T-Stitch
+    Stages (the large model, the copy, the large model), the steps value typed in exactly as the probe gives it."""
     copy = window_copy(twins[1], large_model, start, end)
     plot, table, suggested, stages = probe(copy, large_model)
     assert suggested == 0.0  # it disagrees at step 1: T-Stitch's split is the large model alone
@@ -231,6 +231,14 @@ def test_a_copy_that_diverges_above_one_sigma_and_below_another_is_suggested_exa
         three = stitch(stitch(twins[0], copy, until[0], rule), large_model, until[1], rule)
         summary = steps_of_each_model(run_node, three)
         assert middle in summary and first in summary, (until, rule, summary)
+        # and T-Stitch Stages itself, the large model in stages 1 and 3, the output typed in as it is
+        typed = stages if rule == "steps" else f"{until[0]}, {until[1]}"
+        window = run_node("TStitchStages", model_1=large_model, model_2=copy, model_3=large_model, until=typed,
+                          switch_by=rule, offload_idle_model=False)[0]
+        summary = steps_of_each_model(run_node, window).splitlines()
+        assert summary[1].startswith("stage 2 (model_2") and summary[1].split(": ", 1)[1].startswith(
+            middle.split(": ", 1)[1]), (typed, rule, summary)
+        assert summary[0].split(": ", 1)[1].startswith(first.split(": ", 1)[1]), (typed, rule, summary)
     # the plot brackets the window in white: down both its sides and across the top
     pixels = (plot[0].numpy() * 255).round().astype(np.uint8)
     white = np.all(pixels == (255, 255, 255), axis=-1)
