@@ -52,5 +52,5 @@ def test_digits_demo_scores_times_and_draws_both_sides(comfy_host, tmp_path, cap
     from PIL import Image
 
     image = Image.open(picture)
-    # two panels of 10 digits (20 px each) side by side, 3 rows of samples under the labels
-    assert picture.name == demo.DIGITS_PICTURE and image.width >= 2 * 200 and image.height == 30 + 22 + 3 * 20 + 24
+    # two panels of 10 digits (28 px each) side by side, 3 rows of samples under the two-line labels
+    assert picture.name == demo.DIGITS_PICTURE and image.width >= 2 * 280 and image.height == 30 + 36 + 3 * 28 + 28

@@ -82,7 +82,7 @@ def digits_demo(out: Path, small_path: Path, large_path: Path, fraction: float =
         accuracy, frechet = classifier.accuracy(images, labels), classifier.frechet_distance(images)
         print(f"{name:<34} class accuracy {accuracy:.3f}  Frechet {frechet:6.2f}  {seconds:6.2f} s "
               f"({len(labels)} samples, {sampling.steps} steps)")
-        panels.append((f"{name}: accuracy {accuracy:.2f}, Frechet {frechet:.2f}, {seconds:.1f} s", images,
+        panels.append((f"{name}\naccuracy {accuracy:.2f}, Frechet {frechet:.2f}, {seconds:.1f} s", images,
                        sampling.per_class))
     out.mkdir(parents=True, exist_ok=True)
     path = out / DIGITS_PICTURE
@@ -92,13 +92,13 @@ def digits_demo(out: Path, small_path: Path, large_path: Path, fraction: float =
     return path
 
 
-def draw_digits(panels, title: str, cell: int = 20, shown: int = DIGITS_SHOWN):
+def draw_digits(panels, title: str, cell: int = 28, shown: int = DIGITS_SHOWN):
     """Panels side by side, each ``shown`` samples (rows) of every digit (columns), dark ink on white."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     shown = min(shown, min(per_class for _, _, per_class in panels))
-    gap, label_height, title_height = 24, 22, 30
+    gap, label_height, title_height = 28, 36, 30
     panel_width = 10 * cell
     width = len(panels) * panel_width + (len(panels) + 1) * gap
     height = title_height + label_height + shown * cell + gap
@@ -108,7 +108,8 @@ def draw_digits(panels, title: str, cell: int = 20, shown: int = DIGITS_SHOWN):
     draw.text((picture.width / 2, 14), title, fill=0, font=ImageFont.load_default(size=13), anchor="mm")
     for index, (label, images, per_class) in enumerate(panels):
         left = gap + index * (panel_width + gap) + (picture.width - width) // 2
-        draw.text((left + panel_width / 2, title_height + 6), label, fill=0, font=font, anchor="mm")
+        draw.multiline_text((left + panel_width / 2, title_height + 16), label, fill=0, font=font, anchor="mm",
+                            align="center")
         for digit in range(10):
             for row in range(shown):
                 ink = (np.asarray(images[digit * per_class + row]) + 1) / 2  # 0 paper .. 1 ink
