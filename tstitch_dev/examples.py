@@ -66,7 +66,15 @@ EXAMPLE_FILES = {
 # examples whose text encoder cannot be built (see above): the frontend shows them without running them, and
 # the server tests run them with the stand-in text encoder
 NEEDS_STAND_IN_TEXT_ENCODER = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b", "wan22_a14b_t2v_lightning_4_4",
-                               "wan22_a14b_i2v_lightning_4_4"}
+                               "wan22_a14b_i2v_lightning_4_4", "wan21_14b_1.3b_14b_stages"}
+
+
+# the thumbnail's run takes at most 2 steps per sampler; T-Stitch Stages refuses a stage with no step, and three
+# stages until 0.2, 0.7 need 4 (1, 2 and 1)
+MOST_STEPS = {"sd15_stages_large_small_large": 4}
+# examples whose thumbnails show the graph unrun: Stage Sigmas fixes the step counts (no steps widget to lower),
+# and 20 steps at 512 pixels take minutes on a CPU (the server tests run it at 64 pixels)
+SHOWN_UNRUN = {"sd15_stage_sigmas_4_16"}
 
 
 @dataclass
@@ -125,6 +133,15 @@ _PROMPT_LINKS = [("large", 1, "positive", "clip"), ("large", 1, "negative", "cli
                  ("sampler", 0, "decode", "samples"), ("large", 2, "decode", "vae"), ("decode", 0, "save", "images")]
 _PAIR_LINKS = [("small", 0, "pair", "small_model"), ("large", 0, "pair", "large_model"),
                ("pair", 0, "sampler", "model")]
+
+def _stages(key, until, title):
+    return Node(key, "TStitchStages", MIDDLE, {"until": until, "switch_by": "steps", "offload_idle_model": False}, title)
+
+
+# one loaded large model for stages 1 and 3
+_STAGES_LINKS = [("large", 0, "stages", "model_1"), ("small", 0, "stages", "model_2"), ("large", 0, "stages", "model_3"),
+                 ("stages", 0, "sampler", "model")]
+
 
 def _wan_model(key, file_name, title):
     """A Wan diffusion model with its sigma shift, as ComfyUI's Wan workflows load one."""
@@ -448,6 +465,43 @@ EXAMPLES = [
         [*_shift_links("small", "large"), ("small_shift", 0, "pair", "small_model"),
          ("large_shift", 0, "pair", "large_model"), ("pair", 0, "sampler", "model"), *_WAN_LINKS],
     ),
+    Example(
+        # FlowBlending's order: the large model draws the layout and finishes the details, the small one the middle
+        "sd15_stages_large_small_large",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _stages("stages", "0.2, 0.7", "T-Stitch Stages: large to 0.2, small to 0.7, large"),
+         *_prompts_and_output("tstitch_stages"), _empty_latent(512), _ksampler()],
+        [*_STAGES_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        "wan21_14b_1.3b_14b_stages",
+        [*_wan_model("small", "wan2.1_t2v_1.3B_fp16.safetensors", "Small: Wan 2.1 1.3B"),
+         *_wan_model("large", "wan2.1_t2v_14B_fp16.safetensors", "Large: Wan 2.1 14B"),
+         _stages("stages", "0.2, 0.7", "T-Stitch Stages: 14B to 0.2, 1.3B to 0.7, 14B"),
+         *_wan_prompts_and_output("tstitch_wan21_stages"),
+         Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 30, "cfg": 6.0,
+                                                "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0})],
+        [*_shift_links("small", "large"), ("large_shift", 0, "stages", "model_1"),
+         ("small_shift", 0, "stages", "model_2"), ("large_shift", 0, "stages", "model_3"),
+         ("stages", 0, "sampler", "model"), *_WAN_LINKS],
+    ),
+    Example(
+        # each model its own count: 4 BK-SDM-Tiny steps, then 16 of SD v1.4, each stage spaced by karras in its own
+        # model's time; with switch_by steps the pair's fraction is the counts' split, 4 / 20
+        "sd15_stage_sigmas_4_16",
+        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _pair("pair", 0.2, "T-Stitch Model Pair: 4 of 20 steps"),
+         *_prompts_and_output("tstitch_stage_sigmas"), _empty_latent(512),
+         Node("schedule", "TStitchStageSigmas", MIDDLE, {"scheduler": "karras", "steps_per_model": "4, 16",
+                                                         "denoise": 1.0}, "Stage Sigmas: 4 small + 16 large steps"),
+         Node("select", "KSamplerSelect", MIDDLE, {"sampler_name": "dpmpp_2m"}),
+         Node("sampler", "SamplerCustom", SAMPLER, {"add_noise": True, "noise_seed": 0,
+                                                    "control_after_generate": "fixed", "cfg": 7.5})],
+        [*_PAIR_LINKS, ("pair", 0, "schedule", "model"), ("select", 0, "sampler", "sampler"),
+         ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
 ]
 
 # Builds one example in the page's graph through LiteGraph, as a user dragging nodes would.
@@ -607,7 +661,8 @@ def make_thumbnail(browser, server, example: Example, path: Path, run: bool = Tr
         build_in_frontend(page, example)
         workflow = export_from_frontend(page)
         fit_graph(page)
-        outputs = run_in_frontend(page, server) if run and example.name not in NEEDS_STAND_IN_TEXT_ENCODER else {}
+        outputs = (run_in_frontend(page, server, most_steps=MOST_STEPS.get(example.name, 2))
+                   if run and example.name not in NEEDS_STAND_IN_TEXT_ENCODER | SHOWN_UNRUN else {})
         # the thumbnail shows the committed graph (a node that showed outputs may save [] for "no widgets")
         settings = lambda exported: [(n["id"], n["type"], n.get("widgets_values") or None) for n in exported["nodes"]]
         if changed := [(now, was) for now, was in zip(settings(export_from_frontend(page)), settings(workflow))
