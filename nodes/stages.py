@@ -51,16 +51,20 @@ class TStitchStages(io.ComfyNode):
     def execute(cls, model_1, model_2, until, switch_by, model_3=None, model_4=None,
                 offload_idle_model=False) -> io.NodeOutput:
         named = gather_stage_inputs(model_1, model_2, model_3, model_4)
-        rules = build_stage_rules(parse_until(until, len(named)), switch_by)
-        models = [model for _, model in named]
-        first_names = {}
-        for name, model in named:  # a model that runs twice is named by its first input
-            first_names.setdefault(id(model), name)
-        validate_stage_models([id(model) for model in models], [first_names[id(model)] for model in models])
-        check_stage_models(named, rules)
-        last = models[-1]
-        return io.NodeOutput(stage_models(models, rules, lambda model: blocks_line_up(model, last),
-                                          offload_idle_model))
+        return io.NodeOutput(build_stages(named, parse_until(until, len(named)), switch_by, offload_idle_model))
+
+
+def build_stages(named: list[tuple[str, object]], until: list[float], switch_by: str, offload_idle: bool = False):
+    """The stitched model of (input name, model) stages handing over at ``until``, every check run first."""
+    rules = build_stage_rules(until, switch_by)
+    models = [model for _, model in named]
+    first_names = {}
+    for name, model in named:  # a model that runs twice is named by its first input
+        first_names.setdefault(id(model), name)
+    validate_stage_models([id(model) for model in models], [first_names[id(model)] for model in models])
+    check_stage_models(named, rules)
+    last = models[-1]
+    return stage_models(models, rules, lambda model: blocks_line_up(model, last), offload_idle)
 
 
 def gather_stage_inputs(*models) -> list[tuple[str, object]]:

@@ -12,16 +12,19 @@ import comfy.sample
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..tstitch_core import (SWITCH_BY_STEPS, SWITCH_MODES, SweepRow, format_caption, format_sweep_table, parse_fractions,
-                            speedup)
-from ..tstitch_core.report import compute_latent_rel_l2, pick_warmup_fractions
+from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SweepRow, format_caption, format_sweep_table, speedup
+from ..tstitch_core.report import SweepPlan, compute_latent_rel_l2, pick_warmup_fractions
+from ..tstitch_core.validation import parse_sweep_plans
 from ._drawing import draw_grid, draw_tradeoff, to_image_tensor
 from ._fidelity import image_metrics
 from ._patching import get_plan
 from ._schedule import stages_on_schedule
 from ._progress import report_progress_text
 from ._schema import schema
+from .stages import build_stages
 from .stitch import ksampler_inputs, stitch
+
+LARGE_ALONE = SweepPlan(0.0, 0.0)
 
 
 class TStitchFractionSweep(io.ComfyNode):
@@ -42,7 +45,10 @@ class TStitchFractionSweep(io.ComfyNode):
                 io.Model.Input("large_model", tooltip="The large model that finishes."),
                 io.Vae.Input("vae", tooltip="Decodes each result, after the last timed run."),
                 io.String.Input("fractions", default="0, 0.2, 0.4, 0.6, 0.8, 1", tooltip=(
-                    "small_fraction values to try, separated by commas or spaces.")),
+                    "What to try, separated by commas or spaces: a small_fraction f (the small model first, to f: "
+                    "T-Stitch), or a window a-b (the large model to a, the small one to b, the large one after: "
+                    "T-Stitch Stages in FlowBlending's order; a-1 ends with the small model). \"0.4, 0.2-0.6\" "
+                    "compares the two orders at the same small-model share.")),
                 io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS,
                                tooltip="steps or timestep, as on T-Stitch Model Pair."),
                 *ksampler_inputs(),
@@ -67,13 +73,14 @@ class TStitchFractionSweep(io.ComfyNode):
     @classmethod
     def execute(cls, small_model, large_model, vae, fractions, switch_by, seed, steps, cfg, sampler_name, scheduler,
                 positive, negative, latent_image, denoise, repeats=1) -> io.NodeOutput:
-        values = parse_fractions(fractions)
+        values = parse_sweep_plans(fractions)
         # f = 0, the large model alone, is every result's reference: sampled whether listed or not
-        runs = [0.0] + [f for f in values if f != 0.0]
-        models = {f: stitch(small_model, large_model, f, switch_by) for f in runs}  # every check before any step
-        stages = {f: step_stages(models[f], steps, sampler_name, scheduler, denoise) for f in runs}
-        warmup = pick_warmup_fractions({f: set(s) for f, (s, _) in stages.items()})
-        latent = comfy.sample.fix_empty_latent_channels(models[0.0], latent_image["samples"])
+        runs = [LARGE_ALONE] + [f for f in values if f != LARGE_ALONE]
+        # every check before any step
+        models = {f: plan_model(small_model, large_model, f, switch_by) for f in runs}
+        stages = {f: step_models(models[f], steps, sampler_name, scheduler, denoise) for f in runs}
+        warmup = pick_warmup_fractions({f: set(s) for f, s in stages.items()})
+        latent = comfy.sample.fix_empty_latent_channels(models[LARGE_ALONE], latent_image["samples"])
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
 
         def sample(fraction, callback):
@@ -84,15 +91,17 @@ class TStitchFractionSweep(io.ComfyNode):
         samples, seconds = time_runs(sample, models, runs, warmup, repeats, steps)
         # decoding only now: a VAE loaded between timed runs can evict the models, and the next run pays their reload
         decoded = {f: vae.decode(samples[f]) for f in runs}  # [B, T, H, W, 3] for video latents
+        reference = LARGE_ALONE
         flat = lambda images: images.reshape(-1, *images.shape[-3:])  # frames flattened, as VAEDecode does
         rows = []
         for fraction in values:
-            psnr, identical, ssim = image_metrics(flat(decoded[fraction]), flat(decoded[0.0]))
-            step_stage, large = stages[fraction]
-            rows.append(SweepRow(fraction, sum(s != large for s in step_stage), len(step_stage), seconds[fraction],
-                                 psnr, ssim, compute_latent_rel_l2(samples[fraction], samples[0.0]), identical,
+            psnr, identical, ssim = image_metrics(flat(decoded[fraction]), flat(decoded[reference]))
+            step_model = stages[fraction]
+            rows.append(SweepRow(fraction, sum(m == id(small_model.model) for m in step_model), len(step_model),
+                                 seconds[fraction], psnr, ssim,
+                                 compute_latent_rel_l2(samples[fraction], samples[reference]), identical,
                                  flat(decoded[fraction]).shape[0]))
-        reference_seconds = seconds[0.0]
+        reference_seconds = seconds[reference]
         batch = torch.cat([flat(decoded[f]) for f in values])
         # one column per fraction, one row per image (or video's first frame) of the latent batch
         tiles = [decoded[f][:, 0] if decoded[f].ndim == 5 else decoded[f] for f in values]
@@ -112,7 +121,8 @@ def time_runs(sample, models, runs: list[float], warmup: list[float], repeats: i
     """({fraction: samples}, {fraction: median seconds}): the warm-up runs untimed, then ``repeats`` rounds of
     every fraction in turn, so that drift (heat, other loads) reaches them all alike."""
     # load every model now, so no fraction's time includes loading them
-    comfy.model_management.load_models_gpu([models[0.0], *models[0.0].get_nested_additional_models()])
+    large_alone = models[LARGE_ALONE]
+    comfy.model_management.load_models_gpu([large_alone, *large_alone.get_nested_additional_models()])
     order = [(f, None) for f in warmup] + [(f, r) for r in range(repeats) for f in runs]
     progress = comfy.utils.ProgressBar(len(order) * steps)
     samples, seconds = {}, {f: [] for f in runs}
@@ -134,8 +144,19 @@ def time_runs(sample, models, runs: list[float], warmup: list[float], repeats: i
     return samples, {f: statistics.median(times) for f, times in seconds.items()}
 
 
-def step_stages(stitched, steps: int, sampler_name: str, scheduler: str, denoise: float) -> tuple[list[int], int]:
-    """(the stage of each step of the schedule KSampler would run with ``stitched``, the large model's stage)."""
+def plan_model(small_model, large_model, plan: SweepPlan, switch_by: str):
+    """The stitched model of one sweep plan: the pair for T-Stitch's order, T-Stitch Stages for a window."""
+    if plan.start == 0.0:
+        return stitch(small_model, large_model, plan.end, switch_by)
+    if plan.end >= 1.0:
+        return build_stages([("large_model", large_model), ("small_model", small_model)], [plan.start], switch_by)
+    return build_stages([("large_model", large_model), ("small_model", small_model), ("large_model", large_model)],
+                        [plan.start, plan.end], switch_by)
+
+
+def step_models(stitched, steps: int, sampler_name: str, scheduler: str, denoise: float) -> list[int]:
+    """The id of the BaseModel that runs each step of the schedule KSampler would run with ``stitched``."""
     plan = get_plan(stitched)
     _, stages = stages_on_schedule(stitched, plan, steps, sampler_name, scheduler, denoise)
-    return stages, len(plan.stages)
+    models = [stage.patcher.model for stage in plan.stages] + [stitched.model]
+    return [id(models[plan.stage_models[stage]]) for stage in stages]

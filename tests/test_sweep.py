@@ -234,3 +234,39 @@ def test_a_video_sweep_returns_every_frame_and_grids_the_first_frame_of_each_fra
     for column, first_frame in enumerate((0, 5)):
         tile = grid[0, top:, column * 64:(column + 1) * 64]
         assert torch.allclose(tile, images[first_frame].clamp(0, 1), atol=1 / 255)
+
+
+def test_a_window_is_the_same_sampling_as_stages_large_small_large(sweep, small_model, large_model, ksample, vae,
+                                                                    run_node):
+    """T-Stitch's order and FlowBlending's at the same small-model share, in one sweep."""
+    images, grid, table, tradeoff = sweep("0, 0.5, 0.25-0.75, 0.5-1")
+    stages = {
+        1: run_node("TStitchModelPair", small_model=small_model, large_model=large_model, small_fraction=0.5,
+                    switch_by="steps")[0],
+        2: run_node("TStitchStages", model_1=large_model, model_2=small_model, model_3=large_model,
+                    until="0.25, 0.75", switch_by="steps")[0],
+        3: run_node("TStitchStages", model_1=large_model, model_2=small_model, until="0.5", switch_by="steps")[0]}
+    for index, model in stages.items():
+        expected = run_node("VAEDecode", vae=vae, samples={"samples": ksample(model, steps=4)})[0]
+        assert torch.equal(images[index:index + 1], expected), index
+    rows = parse_table(table)
+    assert [(row["fraction"], row["small steps"]) for row in rows] == [
+        ("0", "0/4"), ("0.5", "2/4"), ("0.25-0.75", "2/4"), ("0.5-1", "2/4")]
+    assert len({row["SSIM"] for row in rows[1:]}) == 3  # three different results at one share
+
+
+@pytest.mark.parametrize("fractions, bad", [("0, 0.7-0.2", "must start before it ends"), ("0.2-1.5", "'0.2-1.5'"),
+                                            ("0.2-0.4-0.6", "'0.2-0.4-0.6'")])
+def test_bad_windows_are_rejected_with_the_bad_value(sweep, fractions, bad):
+    with pytest.raises(ValueError, match=bad):
+        sweep(fractions)
+
+
+def test_plans_parse_and_print_as_written():
+    from tstitch_core.report import SweepPlan
+    from tstitch_core.validation import parse_sweep_plans
+
+    plans = parse_sweep_plans("0, 0.4 0.2-0.7, 0-0.3, 0.6-1")
+    assert plans == [SweepPlan(0, 0), SweepPlan(0, 0.4), SweepPlan(0.2, 0.7), SweepPlan(0, 0.3), SweepPlan(0.6, 1)]
+    assert [f"{plan:g}" for plan in plans] == ["0", "0.4", "0.2-0.7", "0.3", "0.6-1"]
+    assert [round(plan.small_share, 6) for plan in plans] == [0, 0.4, 0.5, 0.3, 0.4]

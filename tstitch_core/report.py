@@ -9,9 +9,31 @@ from typing import Collection, Mapping, Sequence
 import torch
 
 
+@dataclass(frozen=True, order=True)
+class SweepPlan:
+    """Where the small model runs in one sweep result, as shares of the trajectory: from ``start`` to ``end``.
+
+    ``start`` 0 is T-Stitch's order, the small model first to ``end`` (the pair's small_fraction; 0 is the large
+    model alone); ``start`` > 0 is a window, large -> small -> large (FlowBlending's order), or large -> small when
+    ``end`` is 1. Formats as the sweep's fractions input writes it: "0.4", "0.2-0.7".
+    """
+
+    start: float
+    end: float
+
+    @property
+    def small_share(self) -> float:
+        return self.end - self.start
+
+    def __format__(self, spec: str) -> str:
+        if self.start == 0.0:
+            return format(self.end, spec)
+        return f"{format(self.start, spec)}-{format(self.end, spec)}"
+
+
 @dataclass(frozen=True)
 class SweepRow:
-    fraction: float
+    fraction: SweepPlan
     small_steps: int  # steps not run by the large model
     total_steps: int
     seconds: float  # the median of the timed runs

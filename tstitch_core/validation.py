@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from .report import SweepPlan
 from .schedule import SWITCH_MODES, SwitchRule, describe_step_prefix
 
 # What a sigma means is fixed by how noise is added at that sigma (``noise_scaling`` in
@@ -58,6 +59,28 @@ def parse_fractions(text: str) -> list[float]:
         except ValueError as error:
             raise ValueError(f"fractions: {token!r} is not a small_fraction between 0 and 1 ({error})") from None
     return fractions
+
+
+def parse_sweep_plans(text: str) -> list:
+    """The sweep's plans from "0, 0.4, 0.2-0.7": a small_fraction f (the small model first, to f) or a window a-b
+    (the large model, the small one from a to b, the large one again), each checked."""
+    tokens = text.replace(",", " ").split()
+    if not tokens:
+        raise ValueError("fractions is empty: give small_fraction values such as 0, 0.2, 0.4, 0.6, 0.8, 1, or "
+                         "windows such as 0.2-0.7.")
+    plans = []
+    for token in tokens:
+        start, _, end = token.partition("-") if token.count("-") == 1 and not token.startswith("-") else ("0", "", token)
+        try:
+            start, end = validate_fraction(float(start)), validate_fraction(float(end))
+        except ValueError as error:
+            raise ValueError(f"fractions: {token!r} is not a small_fraction between 0 and 1, nor a window a-b of "
+                             f"two ({error})") from None
+        if start >= end and not (start == 0.0 and end == 0.0):
+            raise ValueError(f"fractions: the window {token!r} must start before it ends: a-b with a < b runs the "
+                             "small model from a to b of the trajectory, the large model before and after.")
+        plans.append(SweepPlan(start, end))
+    return plans
 
 
 def validate_rule(rule: SwitchRule) -> SwitchRule:
