@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tstitch_core import parse_fractions
+from tstitch_core.report import SweepPlan
+from tstitch_core.validation import parse_sweep_plans
 from tstitch_dev import digits
 from tstitch_dev.comfy_env import boot_comfyui
 from tstitch_dev.host import comfyui_version
@@ -80,10 +82,16 @@ def parse_args(argv):
     parser.add_argument("--scheduler", default=defaults.scheduler)
     parser.add_argument("--switch-by", choices=["timestep", "steps"], default=defaults.switch_by)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared 2-core host)")
+    parser.add_argument("--windows", default="", help=(
+        "windows a-b, comma-separated: T-Stitch Stages large -> small (from a to b) -> large, FlowBlending's order "
+        "(a-1: large -> small), each beside the fraction of the same small-model share (default: none)"))
     parser.add_argument("--out", type=Path, help="results folder (default under bench/results)")
     args = parser.parse_args(argv)
     try:
         args.fractions = sorted(set(parse_fractions(args.fractions)))
+        args.windows = sorted(set(parse_sweep_plans(args.windows))) if args.windows.strip() else []
+        if any(window.start == 0.0 for window in args.windows):
+            raise ValueError("--windows: each window a-b must start after 0 (a fraction f is --fractions' f)")
         args.seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError as error:
         parser.error(str(error))
@@ -129,6 +137,79 @@ def measure_curve(small, large, classifier, sampling: digits.Sampling, fractions
                 log(f"  seed {seed}, small_fraction {fraction:g}: accuracy {point.accuracy:.3f}, "
                     f"Frechet {point.frechet:.3f}, {seconds:.1f} s")
     return points
+
+
+def window_model(small, large, window: SweepPlan, switch_by: str):
+    """T-Stitch Stages for a window: the large model, the small one from ``window.start`` to ``window.end``, the
+    large one again (large -> small when the window ends at 1)."""
+    import nodes
+
+    stages = nodes.NODE_CLASS_MAPPINGS["TStitchStages"]
+    if window.end >= 1.0:
+        return stages.execute(model_1=large, model_2=small, until=f"{window.start:g}", switch_by=switch_by).result[0]
+    return stages.execute(model_1=large, model_2=small, model_3=large, until=f"{window.start:g}, {window.end:g}",
+                          switch_by=switch_by).result[0]
+
+
+def window_small_steps(large, sampling: digits.Sampling, window: SweepPlan) -> int:
+    """Steps the small model starts in a window: the steps before its end less those before its start."""
+    return (small_steps(large, sampling, window.end) if window.end < 1.0 else sampling.steps) - small_steps(
+        large, sampling, window.start)
+
+
+def measure_windows(small, large, classifier, sampling: digits.Sampling, windows, seeds, log=print) -> list[Point]:
+    """Every window for every seed, as measure_curve does fractions (Point.fraction holds the window's label)."""
+    conditionings = digits.class_conditionings(large)
+    points = []
+    for seed in seeds:
+        for window in windows:
+            model = window_model(small, large, window, sampling.switch_by)
+            images, labels, seconds = digits.sample_digits(model, conditionings, sampling, seed)
+            points.append(Point(f"{window:g}", seed, classifier.accuracy(images, labels),
+                                classifier.frechet_distance(images), seconds))
+            if log:
+                log(f"  seed {seed}, window {window:g}: accuracy {points[-1].accuracy:.3f}, "
+                    f"Frechet {points[-1].frechet:.3f}, {seconds:.1f} s")
+    return points
+
+
+def windows_markdown(windows, window_points: list[Point], rows: list[Row], steps_of_window: dict) -> str:
+    """The orders compared at equal small-model share: for each share, T-Stitch's order (small first, if measured)
+    and then each window with that share. "within" uses the seed-to-seed spread over every setting of the run,
+    the windows' included."""
+    seeds = sorted({p.seed for p in window_points})
+    by = {(p.fraction, p.seed): p for p in window_points}
+    large = next(r for r in rows if r.fraction == 0.0)
+    by_window = {f"{w:g}": ([by[(f"{w:g}", s)].accuracy for s in seeds], [by[(f"{w:g}", s)].frechet for s in seeds])
+                 for w in windows}
+    spread_accuracy = max(seed_spread(rows)[0], *(max(a) - min(a) for a, _ in by_window.values()))
+    spread_frechet = max(seed_spread(rows)[1], *(max(d) - min(d) for _, d in by_window.values()))
+    within = lambda accuracy, frechet: (statistics.fmean(accuracy) >= large.accuracy_mean - spread_accuracy
+                                        and statistics.fmean(frechet) <= large.frechet_mean + spread_frechet)
+    cells = lambda accuracy, frechet: (f"{' / '.join(f'{a:.3f}' for a in accuracy)} | {statistics.fmean(accuracy):.3f} "
+                                       f"| {' / '.join(f'{d:.2f}' for d in frechet)} | {statistics.fmean(frechet):.2f}")
+    by_fraction = {round(r.fraction, 6): r for r in rows}
+    lines = ["", "## Orders at equal small-model share (T-Stitch Stages windows)", "",
+             "Window a-b: the large model to a, the small one from a to b, the large one after (a-1: large, then "
+             "small), each after T-Stitch's order with the same share (small first) where that was measured. "
+             f"\"within\": both measures within the seed-to-seed spread of every setting of this run (accuracy "
+             f"{spread_accuracy:.3f}, Frechet {spread_frechet:.3f}) of the large model alone "
+             f"({large.accuracy_mean:.3f}, {large.frechet_mean:.2f}).", "",
+             "| plan | small steps | class accuracy (by seed) | mean | Frechet (by seed) | mean | seconds | speedup | "
+             "within |",
+             "|---|---:|---|---:|---|---:|---:|---:|:---:|"]
+    for share in sorted({round(w.small_share, 6) for w in windows}):
+        first = by_fraction.get(share)
+        if first is not None:
+            lines.append(f"| {first.fraction:g} (small first) | {first.small_steps} | "
+                         f"{cells(first.accuracy, first.frechet)} | {first.seconds:.1f} | {first.speedup:.2f}x | "
+                         f"{'yes' if within(first.accuracy, first.frechet) else 'no'} |")
+        for window in (w for w in windows if round(w.small_share, 6) == share):
+            label = f"{window:g}"
+            seconds = statistics.median(by[(label, s)].seconds for s in seeds)
+            lines.append(f"| {label} | {steps_of_window[label]} | {cells(*by_window[label])} | {seconds:.1f} | "
+                         f"{large.seconds / seconds:.2f}x | {'yes' if within(*by_window[label]) else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 def run_probe(small, large, sampling: digits.Sampling, per_class: int = PROBE_PER_CLASS) -> list[float]:
@@ -244,6 +325,7 @@ def main(argv=None) -> int:
     real_frechet = classifier_split_frechet(classifier, images)
     small, large = digits.load_trained(small_path), digits.load_trained(large_path)
     points = measure_curve(small, large, classifier, sampling, args.fractions, args.seeds)
+    window_points = measure_windows(small, large, classifier, sampling, args.windows, args.seeds)
     probe = run_probe(small, large, sampling)
     rows = build_rows(points, {f: small_steps(large, sampling, f) for f in args.fractions})
     import comfy.model_management
@@ -256,10 +338,14 @@ def main(argv=None) -> int:
                             if train_seconds < 5 else f"trained in this run: {train_seconds:.0f} s"),
              "classifier_accuracy": classifier.held_out_accuracy, "real_frechet": real_frechet}
     markdown = to_markdown(rows, setup, machine, probe)
+    if args.windows:
+        markdown += windows_markdown(args.windows, window_points, rows,
+                                     {f"{w:g}": window_small_steps(large, sampling, w) for w in args.windows})
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(markdown)
     (out / "results.json").write_text(json.dumps({"machine": machine, "setup": setup, "probe": probe,
-                                                  "points": [asdict(p) for p in points]}, indent=1))
+                                                  "points": [asdict(p) for p in points],
+                                                  "window_points": [asdict(p) for p in window_points]}, indent=1))
     from .plot_quality import draw_quality
 
     draw_quality(rows, "T-Stitch on a DiT pair trained on digits (shaded: the large model +- the seed spread)",

@@ -278,3 +278,42 @@ def test_quality_curve_end_to_end_on_a_briefly_trained_pair(comfy_host, tmp_path
     assert "| 0 (large alone) | 0 |" in markdown and "| 1 (small alone) | 2 |" in markdown
     assert Image.open(out / "quality.png").size == (900, 44 + 3 * 230 + 30)
     assert "Results in" in capsys.readouterr().out
+
+
+def test_windows_are_tabled_beside_the_fraction_of_the_same_share():
+    from bench.quality import Point, build_rows, parse_args, windows_markdown
+    from tstitch_core.report import SweepPlan
+
+    rows = build_rows(quality_points(), {0.0: 0, 0.5: 10, 1.0: 20})
+    window = SweepPlan(0.25, 0.75)
+    points = [Point("0.25-0.75", 0, 0.94, 1.0, 9.0), Point("0.25-0.75", 1, 0.92, 1.4, 13.0)]
+    markdown = windows_markdown([window], points, rows, {"0.25-0.75": 10})
+    lines = markdown.splitlines()
+    same_share = lines.index("| 0.5 (small first) | 10 | 0.920 / 0.900 | 0.910 | 1.10 / 1.30 | 1.20 | 7.0 | 1.57x | yes |")
+    # median 11 s for the large model alone over 11 s here; 0.93 >= 0.94 - 0.05 and 1.2 <= 1.1 + 1.0
+    assert lines[same_share + 1] == "| 0.25-0.75 | 10 | 0.940 / 0.920 | 0.930 | 1.00 / 1.40 | 1.20 | 11.0 | 1.00x | yes |"
+    assert "(accuracy 0.050, Frechet 1.000)" in markdown  # the spread of every setting, the window's included
+    # a window whose seeds differ more widens the spread it is judged by
+    wide = [Point("0.25-0.75", 0, 0.99, 1.0, 9.0), Point("0.25-0.75", 1, 0.80, 1.4, 13.0)]
+    assert "(accuracy 0.190, Frechet 1.000)" in windows_markdown([window], wide, rows, {"0.25-0.75": 10})
+    assert parse_args(["--windows", "0.5-1, 0.25-0.75"]).windows == [SweepPlan(0.25, 0.75), SweepPlan(0.5, 1.0)]
+    with pytest.raises(SystemExit):
+        parse_args(["--windows", "0.4"])  # a fraction, not a window
+
+
+def test_quality_windows_end_to_end_on_a_briefly_trained_pair(comfy_host, tmp_path, monkeypatch):
+    """A window through T-Stitch Stages on the same pipeline: sampled, scored and tabled."""
+    from tstitch_dev import digits
+
+    small, large = digits.short_recipes(steps=2)
+    monkeypatch.setattr(digits, "SMALL", small)
+    monkeypatch.setattr(digits, "LARGE", large)
+    monkeypatch.setattr(digits, "MODEL_CACHE", tmp_path / "models")
+    monkeypatch.setattr("bench.quality.PROBE_PER_CLASS", 2)
+    out = tmp_path / "out"
+    assert run.main(["--pair", "trained-digits", "--fractions", "0,0.5", "--windows", "0.25-0.75", "--seeds", "0",
+                     "--per-class", "2", "--steps", "4", "--switch-by", "steps", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [(p["fraction"], p["seed"]) for p in data["window_points"]] == [("0.25-0.75", 0)]
+    markdown = (out / "results.md").read_text()
+    assert "| 0.5 (small first) | 2 |" in markdown and "| 0.25-0.75 | 2 |" in markdown
