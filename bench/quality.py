@@ -315,8 +315,9 @@ def main(argv=None) -> int:
     from .run import HOST_WORKDIR
 
     host = boot_comfyui(HOST_WORKDIR, cpu=True)
-    out = args.out or RESULTS / (f"trained-digits-cpu-{args.steps}steps-cfg{args.cfg:g}-{args.per_class}per-class"
-                                 f"-{args.switch_by}")
+    # a run with windows is another table: its own folder, so it never overwrites the curve's
+    out = args.out or RESULTS / (f"trained-digits{'-orders' if args.windows else ''}-cpu-{args.steps}steps-"
+                                 f"cfg{args.cfg:g}-{args.per_class}per-class-{args.switch_by}")
     print(f"T-Stitch quality: trained digits pair, {len(args.fractions)} fractions x {len(args.seeds)} seeds x "
           f"{10 * args.per_class} samples, {args.steps} steps {args.sampler}/{args.scheduler} cfg {args.cfg:g}",
           flush=True)
