@@ -127,7 +127,10 @@ def test_the_table_opens_with_the_suggestion_in_both_rules():
     assert table.splitlines()[0] == ("The small model agrees (cosine >= 0.9) for the first 2 of 4 steps: suggested "
                                      "small_fraction 0.500 (switch_by steps); on this schedule, switch_by timestep: "
                                      "small_fraction 0.201 to 0.499.")
-    assert [line.split()[-1] for line in table.splitlines()[2:]] == ["small", "small", "large", "large"]
+    lines = table.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("step"))
+    model = lines[header].split().index("model")
+    assert [line.split()[model] for line in lines[header + 1:]] == ["small", "small", "large", "large"]
 
 
 def test_each_nested_model_takes_the_agreeing_steps_after_the_one_before_it():
@@ -153,12 +156,15 @@ def test_the_nested_table_gives_each_model_its_steps_fractions_and_columns():
     assert lines[2] == ("- model 2 of 3 (B): steps 2-3 of 5; it hands over at small_fraction 0.600 (switch_by steps); "
                         "on this schedule, switch_by timestep: small_fraction 0.401 to 0.599. Alone it agrees "
                         "for the first 3 steps.")
-    assert lines[3].split() == ["step", "sigma", "t/T", "cosine", "small", "rel.L2", "small", "cosine", "model2",
-                                "rel.L2", "model2", "model"]
-    assert lines[4].split() == ["1", "10", "1.000", "0.9900", "0.0100", "0.9900", "0.0100", "small"]
-    assert [line.split()[-1] for line in lines[4:]] == ["small", "model2", "model2", "large", "large"]
-    assert [line.split()[5] for line in lines[4:]] == ["0.9900", "0.9500", "0.9200", "0.5000", "0.9900"]
-    assert len({len(line) for line in lines[3:]}) == 1  # aligned
+    # the smallest model's window (the probe's suggested_stages), then the figures with the model and stage columns
+    assert lines[3].startswith("Longest agreeing run of the small model (A): step 1 of 5, from the first step: "
+                               "suggested_stages \"0.2\"")
+    assert lines[4].split() == ["step", "sigma", "t/T", "cosine", "small", "rel.L2", "small", "cosine", "model2",
+                                "rel.L2", "model2", "model", "stages"]
+    assert lines[5].split() == ["1", "10", "1.000", "0.9900", "0.0100", "0.9900", "0.0100", "small", "small"]
+    assert [line.split()[-2] for line in lines[5:]] == ["small", "model2", "model2", "large", "large"]
+    assert [line.split()[5] for line in lines[5:]] == ["0.9900", "0.9500", "0.9200", "0.5000", "0.9900"]
+    assert len({len(line) for line in lines[4:]}) == 1  # aligned
 
 
 def test_one_model_before_the_large_one_keeps_the_single_pair_table():
