@@ -21,8 +21,9 @@ SPACING = (
     "and T the t of its largest sigma (the time before the shift, for flow models): a stage of n steps that hands "
     "over takes the first n + 1 sigmas of the scheduler's (n + 1)-step schedule and stretches their u linearly so "
     "that the first is the stage's first sigma and the last the boundary, where the next stage starts; the last "
-    "stage takes the scheduler's n-step schedule and stretches it so that the first is the stage's first sigma "
-    "while its last sigma before 0, and the 0, stay where the scheduler put them.")
+    "stage takes the scheduler's n-step schedule and scales its u by one factor so that the first is the stage's "
+    "first sigma (u = 0 stays 0), then ends at 0. Uniform schedulers (normal on SD, simple on Wan) thus give back "
+    "their own schedule of the total steps where the counts are a plain split.")
 
 
 def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float) -> list[float]:
@@ -32,17 +33,15 @@ def stage_points(model_sampling, scheduler: str, steps: int, first: float, bound
     if len(shape) != steps + handing + 1:
         raise ValueError(f"{NODE_NAME}: the {scheduler} scheduler gives {len(shape) - 1} steps where {steps + handing} "
                          "were asked for; choose another scheduler.")
-    if steps == 1 and not handing:
-        return [first]
     t_max = timestep_max(model_sampling)
     # u -> sigma is ComfyUI's own sigma(t), as the schedulers use it; sigma -> u its inverse, by bisection
     sigma_of = lambda u: float(model_sampling.sigma(torch.tensor(u * t_max, dtype=torch.float32)))
     u_of = lambda sigma: invert_increasing(sigma_of, float(sigma), 1.0)
-    shape = shape[:steps + 1] if handing else shape[:steps]
-    end = boundary if handing else shape[-1]
-    laid = lay_stage_points([u_of(sigma) for sigma in shape], u_of(first), u_of(end))
-    inner = [sigma_of(u) for u in laid[1:-1]]
-    return [first, *inner] if handing else [first, *inner, end]
+    if handing:
+        laid = lay_stage_points([u_of(sigma) for sigma in shape[:steps + 1]], u_of(first), u_of(boundary))
+    else:  # stretched towards u = 0, which stays: the scheduler's own end can lie above a low boundary
+        laid = lay_stage_points([u_of(sigma) for sigma in shape[:steps]] + [0.0], u_of(first), 0.0)
+    return [first, *(sigma_of(u) for u in laid[1:-1])]
 
 
 def stage_sigmas(model, scheduler: str, counts: list[int], denoise: float) -> torch.Tensor:

@@ -167,21 +167,21 @@ def flow_time(model_sampling):
 
 
 def hand_stage(model_sampling, scheduler, steps, first, boundary, time):
-    """The documented spacing, written out: the scheduler's (n+1)-step schedule's first n + 1 sigmas (or, for the
-    last stage, its n-step schedule), stretched linearly in the model's time u from the stage's first sigma to
-    its boundary (or, for the last stage, to the scheduler's own last sigma before 0)."""
+    """The documented spacing, written out: the scheduler's (n+1)-step schedule's first n + 1 sigmas stretched
+    linearly in the model's time u from the stage's first sigma to its boundary, or, for the last stage, its
+    n-step schedule's first n sigmas with their u scaled by u(first) / u(the schedule's first sigma)."""
     import comfy.samplers
 
     sigma_of, u_of = time(model_sampling)
-    last = boundary == 0
-    shape = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps if last else steps + 1).tolist()
-    points = shape[:steps] if last else shape[:steps + 1]
-    end = points[-1] if last else boundary
+    if boundary == 0:
+        points = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).tolist()[:steps]
+        scale = u_of(first) / u_of(points[0])
+        return [first] + [sigma_of(u_of(s) * scale) for s in points[1:]]
+    points = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps + 1).tolist()[:steps + 1]
     u = [u_of(s) for s in points]
-    u_first, u_end = u_of(first), u_of(end)
+    u_first, u_end = u_of(first), u_of(boundary)
     laid = [u_end + (x - u[-1]) * (u_first - u_end) / (u[0] - u[-1]) for x in u]
-    inner = [sigma_of(x) for x in laid[1:-1]]
-    return [first, *inner, end] if last else [first, *inner]
+    return [first] + [sigma_of(x) for x in laid[1:-1]]
 
 
 @pytest.mark.parametrize("scheduler", ["simple", "normal", "karras", "beta"])
@@ -216,6 +216,56 @@ def test_each_wan_expert_is_spaced_with_its_own_shift(scheduler, wan, stitch, ru
                                                                                       boundary, 0, flow_time)
     assert sigmas[1:3] != pytest.approx(swapped[1:3], rel=1e-3)
     assert sigmas[4:6] != pytest.approx(swapped[4:6], rel=1e-3)
+
+
+def test_a_plain_split_of_wans_simple_schedule_is_its_own_schedule(load_unet, run_node, stitch):
+    """simple is uniform in a flow model's time before the shift, so with one shift on both experts "4, 4" split
+    by steps is the 8-step simple schedule itself: what KSamplerAdvanced's 0-4 / 4-8 split of Wan 2.2 runs."""
+    import comfy.samplers
+
+    high, low = (run_node("ModelSamplingSD3", model=load_unet(spec), shift=5.0)[0]
+                 for spec in (TINY_WAN_HIGH_NOISE, TINY_WAN_LOW_NOISE))
+    sigmas = stage_sigmas(run_node, stitch(high, low, 0.5, "steps"), "4, 4", scheduler="simple")
+    plain = comfy.samplers.calculate_sigmas(low.get_model_object("model_sampling"), "simple", 8)
+    torch.testing.assert_close(sigmas, plain, rtol=1e-5, atol=1e-6)
+
+
+def steps_each_stage_starts(sigmas, model_sampling, until):
+    """Each stage's steps counted from outside the pack: stage i runs while t/T (read with the last model's
+    sampling) stays at or above 1 - until[i]; the sigmas fall, so each stage is a run."""
+    stages = [sum(t_over_t_max(model_sampling, sigma) < 1 - share for share in until) for sigma in sigmas[:-1]]
+    return [stages.count(index) for index in range(len(until) + 1)]
+
+
+@pytest.mark.parametrize("kind", ["sd", "wan"])
+def test_every_scheduler_gives_each_stage_exactly_its_steps_however_low_the_boundary(kind, small_model, large_model,
+                                                                                     wan, stitch, run_node):
+    """Every scheduler ComfyUI offers, boundaries from high to low, short and long stages, a pair and
+    large -> small -> large Stages: each stage exactly its count, on falling sigmas, or (only where the scheduler
+    itself starts below the first boundary, as ddim_uniform does) the refusal that says so."""
+    import comfy.samplers
+
+    first, last = (small_model, large_model) if kind == "sd" else wan
+    model_sampling = last.get_model_object("model_sampling")
+    plans = [(stitch(first, last, share, "timestep"), [share], counts)
+             for share in (0.3, 0.7, 0.9) for counts in ([1, 3], [4, 2], [2, 1])]
+    plans += [(run_node("TStitchStages", model_1=last, model_2=first, model_3=last, until=f"{a}, {b}",
+                        switch_by="timestep", offload_idle_model=False)[0], [a, b], counts)
+              for a, b in ((0.2, 0.625), (0.5, 0.9)) for counts in ([2, 3, 2], [1, 1, 4])]
+    wrong = []
+    for scheduler in comfy.samplers.KSampler.SCHEDULERS:
+        for model, until, counts in plans:
+            text = ", ".join(map(str, counts))
+            try:
+                sigmas = stage_sigmas(run_node, model, text, scheduler=scheduler).tolist()
+            except ValueError as error:
+                if not ("gets no steps: the schedule starts at sigma" in str(error) and scheduler == "ddim_uniform"):
+                    wrong.append(f"{scheduler} {until} {text}: {error}")
+                continue
+            got = steps_each_stage_starts(sigmas, model_sampling, until)
+            if got != counts or sigmas[-1] != 0 or any(b >= a for a, b in zip(sigmas, sigmas[1:])):
+                wrong.append(f"{scheduler} {until} {text}: steps {got}, sigmas {sigmas}")
+    assert wrong == []
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,17 @@
 The pair hands over at boundary sigmas read with the large model's conversions: stage i runs the
 calls whose sigma is above ``b_i``. Each stage of n steps is laid between its first sigma and its
 boundary in the stage model's own diffusion time u = t / T (t the timestep that model sees, T its
-value at the model's largest sigma; u is sigma for flow models):
+value at the model's largest sigma; the time before the shift for flow models):
 
 - a stage that hands over takes the first n + 1 sigmas of the scheduler's schedule of n + 1 steps,
   computed with its own model sampling, and stretches their u linearly so that the first lands on
   the stage's first sigma and the (n + 1)-th on the boundary, which is the next stage's first sigma;
-- the last stage takes the n + 1 sigmas of the scheduler's schedule of n steps, and stretches their
-  u so that the first lands on the stage's first sigma while the n-th (the scheduler's last sigma
-  before 0) stays where the scheduler put it; the schedule ends at 0 as ComfyUI's do. A last stage
-  of one step goes from its first sigma straight to 0.
+- the last stage takes the first n sigmas of the scheduler's schedule of n steps and scales their u by
+  one factor, so that the first lands on the stage's first sigma and u = 0 stays 0 (a linear stretch
+  towards 0, never past it, however low the boundary); the schedule ends at 0 as ComfyUI's do. A
+  scheduler uniform in u (normal on a discrete model, simple on a flow model) thus gives back its own
+  schedule of the total steps where the counts are a plain split. A last stage of one step goes from
+  its first sigma straight to 0.
 """
 
 from __future__ import annotations
