@@ -33,7 +33,7 @@ def read_model_facts(model: comfy.model_patcher.ModelPatcher, role: str) -> Mode
         noise_scaling=noise_scaling,
         sigma_min=float(model_sampling.sigma_min),
         sigma_max=float(model_sampling.sigma_max),
-        conditioning="an ImageNet class (ImageNet Class node)" if is_dit(model) else "a text prompt",
+        conditioning="a class label (ImageNet Class or Class Index node)" if is_dit(model) else "a text prompt",
     )
 
 

@@ -396,7 +396,8 @@ def test_guiding_all_four_channels_is_switchable_and_is_not_the_official_sampler
 def test_a_dit_paired_with_an_sd_unet_is_refused_naming_both_conditionings(dits, large_model, stitch):
     with pytest.raises(ValueError, match="different conditioning") as error:
         stitch(dits["S"], large_model, 0.4)
-    assert "an ImageNet class" in str(error.value) and "a text prompt" in str(error.value)
+    message = str(error.value)
+    assert "a class label (ImageNet Class or Class Index node)" in message and "a text prompt" in message
     with pytest.raises(ValueError, match="different conditioning"):
         stitch(large_model, dits["XL"], 0.4)
 
