@@ -22,8 +22,8 @@ SPACING = (
     "over takes the first n + 1 sigmas of the scheduler's (n + 1)-step schedule and stretches their u linearly so "
     "that the first is the stage's first sigma and the last the boundary, where the next stage starts; the last "
     "stage takes the scheduler's n-step schedule and scales its u by one factor so that the first is the stage's "
-    "first sigma (u = 0 stays 0), then ends at 0. Uniform schedulers (normal on SD, simple on Wan) thus give back "
-    "their own schedule of the total steps where the counts are a plain split.")
+    "first sigma (u = 0 stays 0), then ends at 0. With one shift on all models, uniform schedulers (normal on SD, "
+    "simple on Wan) thus give back their own schedule of the total steps for a switch_by steps split.")
 
 
 def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float) -> list[float]:

@@ -218,9 +218,10 @@ def test_each_wan_expert_is_spaced_with_its_own_shift(scheduler, wan, stitch, ru
     assert sigmas[4:6] != pytest.approx(swapped[4:6], rel=1e-3)
 
 
-def test_a_plain_split_of_wans_simple_schedule_is_its_own_schedule(load_unet, run_node, stitch):
+def test_a_plain_split_of_wans_simple_schedule_is_two_chained_ksampler_advanced(load_unet, run_node, stitch,
+                                                                                 custom_sample, wan_inputs):
     """simple is uniform in a flow model's time before the shift, so with one shift on both experts "4, 4" split
-    by steps is the 8-step simple schedule itself: what KSamplerAdvanced's 0-4 / 4-8 split of Wan 2.2 runs."""
+    by steps is the 8-step simple schedule itself, and sampling it is Wan 2.2's usual KSamplerAdvanced 0-4 / 4-8."""
     import comfy.samplers
 
     high, low = (run_node("ModelSamplingSD3", model=load_unet(spec), shift=5.0)[0]
@@ -228,6 +229,19 @@ def test_a_plain_split_of_wans_simple_schedule_is_its_own_schedule(load_unet, ru
     sigmas = stage_sigmas(run_node, stitch(high, low, 0.5, "steps"), "4, 4", scheduler="simple")
     plain = comfy.samplers.calculate_sigmas(low.get_model_object("model_sampling"), "simple", 8)
     torch.testing.assert_close(sigmas, plain, rtol=1e-5, atol=1e-6)
+
+    positive, negative = wan_inputs["conditioning"]
+
+    def advanced(model, latent_image, add_noise, start, end, leftover):
+        return run_node("KSamplerAdvanced", model=model, add_noise=add_noise, noise_seed=0, steps=8, cfg=CFG,
+                        sampler_name="euler", scheduler="simple", positive=positive, negative=negative,
+                        latent_image=latent_image, start_at_step=start, end_at_step=end,
+                        return_with_leftover_noise=leftover)[0]
+
+    chained = advanced(low, advanced(high, wan_inputs["latent_image"], "enable", 0, 4, "enable"), "disable", 4, 8,
+                       "disable")["samples"]
+    out = custom_sample(stitch(high, low, 0.5, "steps"), sigmas, **wan_inputs)
+    torch.testing.assert_close(out, chained, rtol=1e-4, atol=1e-4 * chained.abs().max().item())
 
 
 def steps_each_stage_starts(sigmas, model_sampling, until):

@@ -10,10 +10,10 @@ value at the model's largest sigma; the time before the shift for flow models):
   the stage's first sigma and the (n + 1)-th on the boundary, which is the next stage's first sigma;
 - the last stage takes the first n sigmas of the scheduler's schedule of n steps and scales their u by
   one factor, so that the first lands on the stage's first sigma and u = 0 stays 0 (a linear stretch
-  towards 0, never past it, however low the boundary); the schedule ends at 0 as ComfyUI's do. A
-  scheduler uniform in u (normal on a discrete model, simple on a flow model) thus gives back its own
-  schedule of the total steps where the counts are a plain split. A last stage of one step goes from
-  its first sigma straight to 0.
+  towards 0, so below any boundary); the schedule ends at 0 as ComfyUI's do. Where all stages share
+  one model sampling, a scheduler uniform in u (normal on a discrete model, simple on a flow model)
+  thus gives back its own schedule of the total steps for a steps-rule split. A last stage of one
+  step goes from its first sigma straight to 0.
 """
 
 from __future__ import annotations
