@@ -33,9 +33,10 @@ from comfy.patcher_extension import WrapperExecutor, WrappersMP, get_all_wrapper
 
 from ..tstitch_core import (compute_runtime_additions, count_covered_steps, count_stage_steps, describe_stage_steps,
                             pick_stage, validate_stage_coverage)
-from ..tstitch_core.stages import describe_stage, validate_every_stage_runs
+from ..tstitch_core.coverage import describe_models_without_steps, validate_last_model_runs
+from ..tstitch_core.stages import describe_stage, handover_settings
 from ._progress import report_progress_text
-from ._schedule import switch_points, timestep_function
+from ._schedule import switch_points, timestep_function, timestep_max
 
 TSTITCH_KEY = "tstitch"
 
@@ -214,8 +215,11 @@ class StitchRun:
         self.stage_models = plan.stage_models
         counts = count_stage_steps(self.points, schedule, self.timestep_of)
         self.stage_names = stage_labels(plan, self.main)
-        if plan.handovers is not None:
-            validate_every_stage_runs(counts, self.stage_names, plan.rules[0].switch_by)
+        validate_last_model_runs(counts, self.stage_names, plan.rules, handover_settings(len(plan.rules), self.stage_names, plan.handovers is not None),
+                                 schedule, self.timestep_of, timestep_max(model_sampling),
+                                 node="T-Stitch Stages" if plan.handovers is not None else "T-Stitch")
+        # an earlier model with no step (a low-denoise pass that starts below its share) runs: the progress says so
+        self.without_steps = describe_models_without_steps(counts, self.stage_names)
         self.first_stage = pick_stage(self.points, schedule[0], self.timestep_of) if len(schedule) > 1 else len(
             self.points)
         self.first_index = self.stage_models[self.first_stage]
@@ -341,7 +345,8 @@ class StitchRun:
         if stage_index == self.active:
             return index
         self.active = stage_index
-        report_progress_text(f"T-Stitch: {self.stage_names[stage_index]}, {self.step_ranges[stage_index]}")
+        report_progress_text(f"T-Stitch: {self.stage_names[stage_index]}, {self.step_ranges[stage_index]}"
+                             + (f" ({self.without_steps})" if self.without_steps else ""))
         if index == self.active_model:
             return index
         patcher = self.patchers[index]

@@ -13,7 +13,8 @@ import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SweepRow, format_caption, format_sweep_table, speedup
-from ..tstitch_core.report import SweepPlan, compute_latent_rel_l2, pick_warmup_fractions
+from ..tstitch_core.report import (LARGE_ALONE, SweepPlan, compute_latent_rel_l2, pick_warmup_fractions,
+                                  resolve_sweep_plan)
 from ..tstitch_core.validation import parse_sweep_plans
 from ._drawing import draw_grid, draw_tradeoff, to_image_tensor
 from ._fidelity import image_metrics
@@ -23,8 +24,6 @@ from ._progress import report_progress_text
 from ._schema import schema
 from .stages import build_stages
 from .stitch import ksampler_inputs, stitch
-
-LARGE_ALONE = SweepPlan(0.0, 0.0)
 
 
 class TStitchFractionSweep(io.ComfyNode):
@@ -77,8 +76,16 @@ class TStitchFractionSweep(io.ComfyNode):
         # f = 0, the large model alone, is every result's reference: sampled whether listed or not
         runs = [LARGE_ALONE] + [f for f in values if f != LARGE_ALONE]
         # every check before any step
-        models = {f: plan_model(small_model, large_model, f, switch_by) for f in runs}
-        stages = {f: step_models(models[f], steps, sampler_name, scheduler, denoise) for f in runs}
+        models, stages, notes = {}, {}, {}
+        for f in runs:
+            models[f] = plan_model(small_model, large_model, f, switch_by)
+            stages[f] = step_models(models[f], steps, sampler_name, scheduler, denoise)
+            # a setting whose last model gets no step is sampled as what it is the same as, and the table says so
+            last = small_model.model if f.start > 0.0 and f.end >= 1.0 else large_model.model
+            resolved, notes[f] = resolve_sweep_plan(f, stages[f].count(id(last)))
+            if resolved != f:
+                models[f] = plan_model(small_model, large_model, resolved, switch_by)
+                stages[f] = step_models(models[f], steps, sampler_name, scheduler, denoise)
         warmup = pick_warmup_fractions({f: set(s) for f, s in stages.items()})
         latent = comfy.sample.fix_empty_latent_channels(models[LARGE_ALONE], latent_image["samples"])
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
@@ -100,7 +107,7 @@ class TStitchFractionSweep(io.ComfyNode):
             rows.append(SweepRow(fraction, sum(m == id(small_model.model) for m in step_model), len(step_model),
                                  seconds[fraction], psnr, ssim,
                                  compute_latent_rel_l2(samples[fraction], samples[reference]), identical,
-                                 flat(decoded[fraction]).shape[0]))
+                                 flat(decoded[fraction]).shape[0], notes[fraction]))
         reference_seconds = seconds[reference]
         batch = torch.cat([flat(decoded[f]) for f in values])
         # one column per fraction, one row per image (or video's first frame) of the latent batch

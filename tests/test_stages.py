@@ -239,19 +239,6 @@ def test_what_the_pair_refuses_is_refused_between_any_two_models(small_model, la
                  switch_by="steps")
 
 
-@pytest.mark.parametrize("switch_by, steps, denoise, empty", [
-    ("steps", 2, 1.0, "stage 2"),  # round(0.25 x 2) = round(0.625 x 2) = 1: the small model's stage is empty
-    ("timestep", 8, 0.3, "stage 1"),  # denoise 0.3 starts below t/T = 0.75, where stage 1 ends
-])
-def test_a_stage_with_no_step_on_the_schedule_is_refused_before_step_1(switch_by, steps, denoise, empty, small_model,
-                                                                     large_model, run_node, ksample, tag, calls):
-    large = tag(large_model, "L")
-    model = stages_node(run_node, [large, tag(small_model, "S"), large], switch_by=switch_by)
-    with pytest.raises(ValueError, match=f"T-Stitch Stages: on the schedule being sampled {empty} .* no step"):
-        ksample(model, "euler", steps=steps, denoise=denoise)
-    assert calls == []
-
-
 def test_the_schedule_follows_the_last_models_sampling(small_model, large_model, run_node):
     # S' -> L -> S': the last model's zero-terminal-SNR sampling sets the schedule (its sigma_max is far larger)
     shifted_small = run_node("ModelSamplingDiscrete", model=small_model, sampling="eps", zsnr=True)[0]

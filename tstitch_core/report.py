@@ -31,6 +31,9 @@ class SweepPlan:
         return f"{format(self.start, spec)}-{format(self.end, spec)}"
 
 
+LARGE_ALONE = SweepPlan(0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class SweepRow:
     fraction: SweepPlan
@@ -42,6 +45,19 @@ class SweepRow:
     latent_rel_l2: float
     identical_frames: int = 0  # images and video frames equal to the large model alone's, left out of psnr
     frames: int = 1
+    note: str = ""  # what a setting whose last model gets no step is the same as
+
+
+def resolve_sweep_plan(plan: SweepPlan, last_model_steps: int) -> tuple[SweepPlan, str]:
+    """The plan a sweep setting samples, and a note: where the setting's last model gets no step on the schedule
+    (which a pair or T-Stitch Stages would refuse), the same routing with the last handover at 1, named as such."""
+    if last_model_steps > 0 or plan == LARGE_ALONE or plan.end >= 1.0 and plan.start == 0.0:
+        return plan, ""
+    if plan.start == 0.0:
+        return SweepPlan(0.0, 1.0), "every step small: the same as 1"
+    if plan.end >= 1.0:  # large -> small, the small model last
+        return LARGE_ALONE, "every step large: the same as 0"
+    return SweepPlan(plan.start, 1.0), f"the small model to the end: the same as {plan.start:g}-1"
 
 
 def speedup(row: SweepRow, reference_seconds: float) -> float:
@@ -96,7 +112,8 @@ def format_sweep_table(rows: Sequence[SweepRow], reference_seconds: float, repea
                          f"{r.identical_frames}/{r.frames}", f"{r.ssim:.4f}", f"{r.latent_rel_l2:.4f}") for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     table = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
-    notes = [describe_timing(repeats, warmup) if warmup else None,
+    notes = [f"{r.fraction:g}: {r.note}" for r in rows if r.note]
+    notes += [describe_timing(repeats, warmup) if warmup else None,
              "PSNR dB: the mean over the images (and video frames) that differ from the large model alone's; "
              "identical: how many are equal to it (PSNR inf) and left out of that mean; inf: all are.",
              "SSIM, latent rel. L2: the mean over all images (and frames) against the large model alone's."]

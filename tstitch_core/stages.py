@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .schedule import SWITCH_MODES, SwitchRule, describe_stage_steps
+from .schedule import SWITCH_MODES, SwitchRule
 
 NODE_NAME = "T-Stitch Stages"
 
@@ -61,20 +61,11 @@ def describe_stage(index: int, model_name: str, fractions: Sequence[float]) -> s
     return f"stage {index + 1} ({model_name}, {start:g} to {end:g})"
 
 
-def validate_every_stage_runs(counts: Sequence[int], stage_names: Sequence[str], switch_by: str) -> None:
-    """Raise before step 1 when, on the schedule being sampled, a stage gets no step.
-
-    Args:
-        counts: the steps each stage starts on this schedule (``count_stage_steps``).
-    """
-    empty = [name for name, count in zip(stage_names, counts) if count == 0]
-    if not empty:
-        return
-    words = describe_stage_steps(counts)
-    got = "; ".join(f"{name}: {w}" for name, w in zip(stage_names, words))
-    raise ValueError(
-        f"{NODE_NAME}: on the schedule being sampled {', '.join(empty)} would get no step ({got}). "
-        + ("Sample more steps, or move the fractions in until apart."
-           if switch_by == "steps" else
-           "Its timesteps t/T fall between no two steps of this schedule (a low denoise starts below it, or the "
-           "steps are too few): sample more steps or a higher denoise, or move the fractions in until apart."))
+def handover_settings(count: int, stage_names: Sequence[str], stages_node: bool) -> list[str]:
+    """How a user sets each of ``count`` handovers, for messages: T-Stitch Stages' until values, or the
+    small_fraction of each pair (a nested pair has one per model but the last)."""
+    if stages_node:
+        return ["until"] if count == 1 else [f"until's value {k + 1}" for k in range(count)]
+    if count == 1:
+        return ["small_fraction"]
+    return [f"the small_fraction where the {name} hands over" for name in stage_names[:count]]
