@@ -35,6 +35,7 @@ from ..tstitch_core import (compute_runtime_additions, count_covered_steps, coun
                             pick_stage, validate_stage_coverage)
 from ..tstitch_core.coverage import describe_models_without_steps, validate_last_model_runs
 from ..tstitch_core.stages import describe_stage, handover_settings
+from ._conditioning import check_conditioning_widths, conditioning_reach
 from ._progress import report_progress_text
 from ._schedule import switch_points, timestep_function, timestep_max
 
@@ -220,6 +221,7 @@ class StitchRun:
                                  node="T-Stitch Stages" if plan.handovers is not None else "T-Stitch")
         # an earlier model with no step (a low-denoise pass that starts below its share) runs: the progress says so
         self.without_steps = describe_models_without_steps(counts, self.stage_names)
+        self.check_conditioning()
         self.first_stage = pick_stage(self.points, schedule[0], self.timestep_of) if len(schedule) > 1 else len(
             self.points)
         self.first_index = self.stage_models[self.first_stage]
@@ -233,6 +235,23 @@ class StitchRun:
         self.cond_context = None
         self.mask_functions = None
         self.noise_shape = None
+
+    def check_conditioning(self) -> None:
+        """Refuse, before any model runs, a conditioning whose width the model it reaches doesn't take."""
+        guider = self.guider
+        own_inputs = getattr(guider, "tstitch_stage_inputs", None)  # T-Stitch Guider: each side its own prompts
+        skip_uncond = not guider.model_options.get("disable_cfg1_optimization", False)
+        reaches = []
+        for index, patcher in enumerate(self.patchers):
+            inputs = own_inputs(index) if own_inputs and index < len(self.plan.stages) else None
+            if inputs is not None:
+                reach = conditioning_reach(self.label(index), patcher, inputs.conds, inputs.cfg, "small_", True,
+                                           skip_uncond)
+            else:
+                reach = conditioning_reach(self.label(index), patcher, guider.original_conds, guider.cfg,
+                                           "large_" if own_inputs else "", own_inputs is not None, skip_uncond)
+            reaches.append(reach)
+        check_conditioning_widths(reaches, self.plan.handovers is not None)
 
     @staticmethod
     def of_main_model(patcher) -> "StitchRun":
