@@ -6,6 +6,7 @@ from .dit import TStitchClassIndex, TStitchDiTLoader, TStitchDiTScheduler, TStit
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
 from .probe import TStitchAgreementProbe
+from .stage_sampler import TStitchStageSampler
 from .stage_sigmas import TStitchStageSigmas
 from .stages import TStitchStages
 from .stitch import TStitchKSampler, TStitchModelPair
@@ -16,4 +17,4 @@ class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
                 TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas,
-                TStitchStages, TStitchClassIndex]
+                TStitchStages, TStitchClassIndex, TStitchStageSampler]

@@ -13,7 +13,8 @@ from .host import PACK_ROOT, comfyui_version, find_comfyui
 PACK_DIR_NAME = "comfyui-tstitch"
 PACK_NODE_IDS = ("TStitchModelPair", "TStitchKSampler", "TStitchGuider", "TStitchSchedulePreview",
                  "TStitchFractionSweep", "TStitchAgreementProbe", "TStitchDiTLoader", "TStitchImageNetClass",
-                 "TStitchDiTScheduler", "TStitchStageSigmas", "TStitchClassIndex", "TStitchStages")
+                 "TStitchDiTScheduler", "TStitchStageSigmas", "TStitchClassIndex", "TStitchStages",
+                 "TStitchStageSampler")
 
 
 class PackLoadError(RuntimeError):
