@@ -1,7 +1,9 @@
 """Finding the ComfyUI host the tests, demo and benchmark run against (standard library only).
 
-Order: $COMFYUI_PATH; the ComfyUI whose custom_nodes/ holds this pack; ~/ComfyUI; a pinned
-clone under ~/.cache/comfyui-tstitch (needs internet); otherwise a loud failure.
+Order: $COMFYUI_PATH; with $TSTITCH_COMFYUI_REF, a checkout of that git ref of $TSTITCH_COMFYUI_REPO
+(a branch such as master, a tag, or "latest-release": the highest vX.Y.Z tag), fetched anew each time
+(the upstream watch; needs the repository); the ComfyUI whose custom_nodes/ holds this pack; ~/ComfyUI;
+a pinned clone under ~/.cache/comfyui-tstitch (needs internet); otherwise a loud failure.
 
 Run as ``python -m tstitch_dev.host`` to print the host's path (cloning it if needed), with ``--floor``
 the version floor's: ~/ComfyUI-<floor>, else a clone of that version under the cache, else a failure.
@@ -42,6 +44,9 @@ def find_comfyui(clone: bool = True) -> Path:
         if not is_comfyui(path):
             raise HostNotFound(f"COMFYUI_PATH={explicit} is not a ComfyUI checkout (no comfyui_version.py there).")
         return path
+    ref = os.environ.get("TSTITCH_COMFYUI_REF")
+    if ref:
+        return checkout_ref(ref)
     # installed as <ComfyUI>/custom_nodes/<pack>, possibly through a symlink
     for pack in (Path(__file__).absolute().parent.parent, PACK_ROOT):
         if pack.parent.name == "custom_nodes" and is_comfyui(pack.parent.parent):
@@ -91,6 +96,48 @@ def clone_pinned(dest: Path, version: str = PINNED_VERSION) -> Path:
         raise HostNotFound(f"The clone of ComfyUI {version} from {PINNED_REPO} failed: {error}") from error
     if not is_comfyui(dest):
         raise HostNotFound(f"The clone at {dest} is not a ComfyUI checkout.")
+    return dest
+
+
+LATEST_RELEASE = "latest-release"
+_RELEASE_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+
+
+def resolve_ref(ref: str, repo: str = PINNED_REPO) -> str:
+    """``ref`` itself, or for "latest-release" the highest vX.Y.Z tag of ``repo`` (read with git ls-remote)."""
+    if ref != LATEST_RELEASE:
+        return ref
+    try:
+        listing = subprocess.run(["git", "ls-remote", "--tags", "--refs", repo], check=True, capture_output=True,
+                                 text=True, timeout=120, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise HostNotFound(f"Listing the tags of {repo} failed: {error}") from error
+    tags = [line.rsplit("refs/tags/", 1)[-1] for line in listing.splitlines()]
+    releases = [tag for tag in tags if _RELEASE_TAG.match(tag)]
+    if not releases:
+        raise HostNotFound(f"{repo} has no release tag vX.Y.Z.")
+    return max(releases, key=lambda tag: tuple(int(part) for part in _RELEASE_TAG.match(tag).groups()))
+
+
+def checkout_ref(ref: str, repo: str = PINNED_REPO) -> Path:
+    """A checkout of ``ref`` of ``repo`` under the cache, fetched anew (a branch moves): for the upstream watch."""
+    resolved = resolve_ref(ref, repo)
+    dest = CACHE_DIR / f"ComfyUI-ref-{re.sub(r'[^A-Za-z0-9._-]', '_', resolved)}"
+    print(f"tstitch: ComfyUI at {resolved} of {repo} into {dest}", file=sys.stderr)
+    dest.mkdir(parents=True, exist_ok=True)
+    git = lambda *args: subprocess.run(["git", "-C", str(dest), *args], check=True, timeout=600,  # noqa: E731
+                                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    try:
+        if not (dest / ".git").exists():
+            git("init", "--quiet")
+        git("fetch", "--quiet", "--depth", "1", "--force", repo, resolved)
+        git("checkout", "--quiet", "--force", "FETCH_HEAD")
+        git("clean", "--quiet", "-fdx")
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", "") or error
+        raise HostNotFound(f"Fetching {resolved} of {repo} failed: {detail}") from error
+    if not is_comfyui(dest):
+        raise HostNotFound(f"{resolved} of {repo} is not a ComfyUI checkout.")
     return dest
 
 
