@@ -12,9 +12,10 @@ TWO_MODEL_ALIASES = ["t-stitch", "trajectory stitching", "refiner", "two models"
                      "faster", "small model", "draft model"]
 
 
-def schema(*, search_aliases: list[str], **fields) -> io.Schema:
-    """``io.Schema(category=CATEGORY, **fields)``, with ``search_aliases`` where the host's schema has that
-    field (ComfyUI 0.3.64's has not: there the node search finds the names and descriptions only)."""
+def schema(*, search_aliases: list[str], subcategory: str | None = None, **fields) -> io.Schema:
+    """``io.Schema(category=CATEGORY, **fields)`` (``subcategory`` below it: the DiT-only nodes), with
+    ``search_aliases`` where the host's schema has that field (ComfyUI 0.3.64's has not: there the node search
+    finds the names and descriptions only)."""
     if "search_aliases" in getattr(io.Schema, "__dataclass_fields__", {}):
         fields["search_aliases"] = search_aliases
-    return io.Schema(category=CATEGORY, **fields)
+    return io.Schema(category=CATEGORY if subcategory is None else f"{CATEGORY}/{subcategory}", **fields)

@@ -37,6 +37,7 @@ class TStitchDiTLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
+            subcategory="DiT",
             node_id="TStitchDiTLoader",
             display_name="Load DiT Checkpoint (T-Stitch)",
             search_aliases=["dit", "DiT-XL", "DiT-S", "imagenet", "class conditional", "t-stitch", "loader"],
@@ -70,6 +71,7 @@ class TStitchDiTScheduler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
+            subcategory="DiT",
             node_id="TStitchDiTScheduler",
             display_name="DiT Scheduler (T-Stitch)",
             search_aliases=["dit", "timesteps", "respacing", "ddim", "scheduler", "sigmas", "t-stitch"],
@@ -94,6 +96,7 @@ class TStitchImageNetClass(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
+            subcategory="DiT",
             node_id="TStitchImageNetClass",
             display_name="ImageNet Class (T-Stitch)",
             search_aliases=["imagenet", "class label", "dit", "class conditioning", "t-stitch"],
@@ -117,6 +120,7 @@ class TStitchClassIndex(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
+            subcategory="DiT",
             node_id="TStitchClassIndex",
             display_name="Class Index (T-Stitch)",
             search_aliases=["class index", "class label", "dit", "class conditioning", "digits", "t-stitch"],

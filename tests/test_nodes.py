@@ -24,6 +24,16 @@ def test_nodes_describe_themselves_and_every_input(node_id, node):
         assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
 
 
+def test_the_dit_only_nodes_sit_in_their_own_subcategory_under_their_ids(comfy_nodes):
+    from tstitch_dev.comfy_env import PACK_NODE_IDS
+
+    dit = {"TStitchDiTLoader", "TStitchDiTScheduler", "TStitchImageNetClass", "TStitchClassIndex"}
+    categories = {node_id: comfy_nodes.NODE_CLASS_MAPPINGS[node_id].GET_NODE_INFO_V1()["category"]
+                  for node_id in PACK_NODE_IDS}
+    assert {node_id for node_id, category in categories.items() if category == "sampling/T-Stitch/DiT"} == dit
+    assert {category for node_id, category in categories.items() if node_id not in dit} == {"sampling/T-Stitch"}
+
+
 def test_stitch_ksampler_takes_ksamplers_inputs_with_its_names_defaults_and_ranges(node, comfy_nodes):
     ours = node("TStitchKSampler").INPUT_TYPES()["required"]
     core = comfy_nodes.KSampler.INPUT_TYPES()["required"]
