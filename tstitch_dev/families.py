@@ -20,6 +20,9 @@ from .models import (FACTORY_VERSION, MODEL_CACHE, TINY_WAN_LARGE, TINY_WAN_SMAL
                      ensure_diffusion_model, randomize_)
 
 
+_SCALE_NORMS = ("flux", "flux2")  # families whose published files name their q/k norm weights ``scale``
+
+
 def _frozen(value):
     """Lists as tuples (and dicts as sorted item tuples), so a spec is hashable."""
     if isinstance(value, dict):
@@ -46,7 +49,8 @@ class DetectedSpec:
 
     @property
     def file_name(self) -> str:
-        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, "detected", self.detected, self.config, self.seed],
+        layout = ["scale-norms"] if dict(self.config).get("image_model") in _SCALE_NORMS else []
+        digest = hashlib.sha1(json.dumps([FACTORY_VERSION, "detected", self.detected, self.config, self.seed, *layout],
                                          default=str).encode()).hexdigest()[:10]
         return f"{self.name}-{digest}.safetensors"
 
@@ -150,7 +154,12 @@ def build_detected_state_dict(spec: DetectedSpec) -> dict:
         raise RuntimeError(f"{spec.name}: ComfyUI takes its config for {type(model_config).__name__}, "
                            f"not {spec.detected}")
     model = model_config.get_model({}, device="cpu")
-    return randomize_(model.diffusion_model, spec.seed)
+    state_dict = randomize_(model.diffusion_model, spec.seed)
+    if spec.unet_config.get("image_model") in _SCALE_NORMS:
+        # the published files name the q/k norms' weights ``scale``; the loader renames them (process_unet_state_dict)
+        state_dict = {(key[:-len("weight")] + "scale" if key.endswith("_norm.weight") else key): value
+                      for key, value in state_dict.items()}
+    return state_dict
 
 
 def ensure_family_model(spec, folder: Path = MODEL_CACHE) -> Path:
@@ -242,7 +251,8 @@ class FamilySpec:
     scheduler: str = "simple"  # the KSampler scheduler its workflows use
     min_comfyui: str = "0.3.64"  # the oldest ComfyUI these tiny models are known to load on (the hosts tested)
     why_min: str = ""  # why not older (empty where the floor has it)
-    heavy: bool = False  # fixed widths make it costly (Qwen-Image's ~1.4 GB a layer in fp32): test it once
+    sampler_name: str = "euler"  # the sampler its workflows use
+    heavy: bool = False  # widths fixed by detection make it costly (Qwen-Image: ~1.4 GB a layer in fp32)
 
     def on_host(self, version: str | None = None) -> bool:
         """Does ComfyUI ``version`` (default: the host the tests run against) have this family at these sizes?"""
@@ -255,10 +265,11 @@ FAMILIES: dict[str, FamilySpec] = {
                        min_comfyui="0.33.0",
                        why_min="ComfyUI 0.3.64 takes every Flux.1 to be 3072 wide (24 heads) whatever its weights say"),
     "sd35": FamilySpec("SD3.5", SD35_SMALL, SD35_LARGE, "SD3", sd35_conditioning, (1, 16, 8, 8),
-                       scheduler="sgm_uniform"),
+                       scheduler="sgm_uniform", sampler_name="dpmpp_2m"),
     "ltxv": FamilySpec("LTX-Video", LTXV_SMALL, LTXV_LARGE, "LTXV", ltxv_conditioning, (1, 128, 2, 4, 4)),
     "cosmos_predict2": FamilySpec("Cosmos Predict2", COSMOS_SMALL, COSMOS_LARGE, "CosmosT2IPredict2",
-                                  cosmos_predict2_conditioning, (1, 16, 1, 8, 8), min_comfyui="0.33.0",
+                                  cosmos_predict2_conditioning, (1, 16, 1, 8, 8), sampler_name="res_multistep",
+                                  min_comfyui="0.33.0",
                                   why_min="ComfyUI 0.3.64 reads a Cosmos Predict2's depth and heads only for the "
                                           "2B and 14B widths"),
     "flux2": FamilySpec("Flux.2", FLUX2_SMALL, FLUX2_LARGE, "Flux2", flux2_conditioning, (1, 128, 4, 4),
@@ -267,10 +278,9 @@ FAMILIES: dict[str, FamilySpec] = {
                              kandinsky5_conditioning, (1, 16, 2, 8, 8), min_comfyui="0.33.0",
                              why_min="ComfyUI 0.3.64 has no Kandinsky 5"),
     "wan": FamilySpec("Wan 2.2 A14B expert + Wan 2.1 1.3B", TINY_WAN_SMALL, TINY_WAN_LARGE, "WAN21_T2V",
-                      wan_conditioning, (1, 16, 2, 8, 8)),
+                      wan_conditioning, (1, 16, 2, 8, 8), sampler_name="uni_pc"),
     "qwen_image": FamilySpec("Qwen-Image", QWEN_IMAGE_SMALL, QWEN_IMAGE_LARGE, "QwenImage", qwen_image_conditioning,
-                             (1, 16, 8, 8), heavy=True, min_comfyui="0.33.0",
-                             why_min="its fixed widths cost ~1.4 GB a layer: tested once, on the newest host"),
+                             (1, 16, 1, 8, 8), heavy=True),
 }
 
 
@@ -321,3 +331,30 @@ def family_switch_range(model, scheduler: str, steps: int = 6) -> tuple[float, f
     model_sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)
     return timestep_fractions_where_both_run(model_sampling, sigmas)
+
+
+def host_takes(spec) -> tuple[bool, str]:
+    """(whether the running ComfyUI detects ``spec``'s file as its family and builds from it a model with exactly
+    the file's tensors, what it detected): read from the file's tensor shapes, the model built on the meta device."""
+    import comfy.model_detection
+    import safetensors
+    import torch
+
+    with safetensors.safe_open(str(ensure_family_model(spec)), "pt") as file:
+        shapes = {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}
+    state_dict = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+    config = comfy.model_detection.detect_unet_config(state_dict, "")
+    model_config = None if config is None else comfy.model_detection.model_config_from_unet_config(config, state_dict)
+    if model_config is None:
+        return False, f"no model config for {config}"
+    detected = type(model_config).__name__
+    built = model_config.process_unet_state_dict(dict(state_dict))  # the key renames the loader makes
+    try:
+        with torch.device("meta"):
+            model = model_config.get_model({}, device="meta")
+    except Exception as error:  # a config this host's classes can't build (Flux.2 read as Flux.1 by 0.3.64)
+        return False, f"{detected}, which fails to build: {error}"
+    tensors = {key: tuple(value.shape) for key, value in model.diffusion_model.state_dict().items()}
+    renamed = {key: tuple(value.shape) for key, value in built.items()}
+    expected = spec.detected if isinstance(spec, DetectedSpec) else "WAN21_T2V"
+    return detected == expected and tensors == renamed, detected
