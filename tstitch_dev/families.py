@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .host import comfyui_version, find_comfyui
-from .models import (FACTORY_VERSION, MODEL_CACHE, TINY_WAN_LARGE, TINY_WAN_SMALL, WanSpec, _built_once, _save,
+from .models import (FACTORY_VERSION, MODEL_CACHE, TINY_WAN_LARGE, TINY_WAN_SMALL, _built_once, _save,
                      ensure_diffusion_model, randomize_)
 
 
@@ -196,11 +196,11 @@ def sd35_conditioning(seed: int) -> list:
 
 
 def ltxv_conditioning(seed: int) -> list:
-    """T5-XXL tokens (4096 wide) with the all-ones attention mask LTX-Video's text encoder gives."""
+    """T5-XXL tokens (4096 wide) with the all-ones (integer) attention mask LTX-Video's text encoder gives."""
     import torch
 
     g = _generator(seed)
-    return [[_randn(g, 1, 16, 4096), {"attention_mask": torch.ones(1, 16)}]]
+    return [[_randn(g, 1, 16, 4096), {"attention_mask": torch.ones(1, 16, dtype=torch.long)}]]  # as T5 gives it
 
 
 def cosmos_predict2_conditioning(seed: int) -> list:
@@ -323,13 +323,20 @@ def timestep_fractions_where_both_run(model_sampling, sigmas) -> tuple[float, fl
     return 1 - max(ratios), 1 - min(ratios)
 
 
-def family_switch_range(model, scheduler: str, steps: int = 6) -> tuple[float, float]:
-    """``timestep_fractions_where_both_run`` on the schedule ``scheduler`` gives ``model`` (a ModelPatcher, as
-    loaded or with its model sampling patched) for ``steps`` steps."""
+def family_switch_range(model, scheduler: str, steps: int = 6, sampler_name: str | None = None) -> tuple[float, float]:
+    """``timestep_fractions_where_both_run`` on the schedule KSampler samples ``model`` (a ModelPatcher, as loaded or
+    with its model sampling patched) on with ``scheduler`` over ``steps`` steps: for the samplers KSampler drops the
+    penultimate sigma for (uni_pc, dpm_2, ...) that of steps + 1 less that sigma. Without ``sampler_name``, the
+    schedule BasicScheduler gives (SamplerCustomAdvanced drops nothing)."""
     import comfy.samplers
+    import torch
 
     model_sampling = model.get_model_object("model_sampling")
-    sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)
+    if sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
+        sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps + 1)
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    else:
+        sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)
     return timestep_fractions_where_both_run(model_sampling, sigmas)
 
 

@@ -1,0 +1,173 @@
+"""Every family people pair (issue 25): tiny random-weight small/large pairs of Flux.1, SD3.5, LTX-Video, Cosmos
+Predict2, Flux.2, Kandinsky 5, Wan and Qwen-Image, built from ComfyUI's own classes and loaded through UNETLoader.
+For each: detected as its family; small_fraction 0 and 1 are each model alone, bit for bit; the stitched pass equals
+a reference that routes without this pack (testing.reference_model), bit for bit, under both switch rules, through
+KSampler and SamplerCustomAdvanced, at a fraction where both models run on the family's own shifted schedule.
+
+Families the version floor can't load at these sizes (families.FamilySpec.why_min) and Qwen-Image (its widths are
+fixed by detection: ~1.4 GB a layer in fp32; one case) run on the newest host only; test_the_host_predicate_is_true
+checks on every host that exactly those are the ones it lacks."""
+
+import time
+
+import pytest
+import torch
+
+from tstitch_dev.families import (FAMILIES, empty_latent, family_switch_range, host_takes, load_family_pair,
+                                  timestep_fractions_where_both_run)
+from tstitch_dev.host import floor_version
+from tstitch_dev.testing import CFG, reference_model
+
+STEPS = 6
+ENTRIES = ("KSampler", "SamplerCustomAdvanced")
+RULES = ("steps", "timestep")
+
+
+def _version(text):
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def _newest_only(name) -> bool:
+    family = FAMILIES[name]
+    return family.heavy or _version(family.min_comfyui) > _version(floor_version())
+
+
+def family_params(names=None, heavy=False):
+    return [pytest.param(name, id=name, marks=[pytest.mark.latest_host_only] if _newest_only(name) else [])
+            for name in (FAMILIES if names is None else names) if FAMILIES[name].heavy == heavy]
+
+
+LIGHT = family_params()
+TIMINGS = {}  # family -> seconds spent sampling, printed at the end of the module (pytest -s)
+
+
+@pytest.fixture(scope="module")
+def pairs(comfy_host):
+    loaded = {}
+
+    def get(name):
+        if name not in loaded:
+            loaded[name] = load_family_pair(name)
+        return loaded[name]
+
+    yield get
+    for name, seconds in sorted(TIMINGS.items()):
+        print(f"\n{name}: {seconds:.1f} s sampling")
+
+
+@pytest.fixture(scope="module")
+def sample(run_node):
+    """Sample ``model`` through KSampler, or SamplerCustomAdvanced with CFGGuider and BasicScheduler, with the
+    family's conditioning, scheduler and sampler; returns the latent tensor."""
+
+    def run(name, model, entry="KSampler"):
+        family = FAMILIES[name]
+        positive, negative = family.make_conditioning(1), family.make_conditioning(2)
+        started = time.perf_counter()
+        try:
+            if entry == "KSampler":
+                return run_node("KSampler", model=model, seed=0, steps=STEPS, cfg=CFG,
+                                sampler_name=family.sampler_name, scheduler=family.scheduler, positive=positive,
+                                negative=negative, latent_image=empty_latent(name), denoise=1.0)[0]["samples"]
+            guider = run_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=CFG)[0]
+            sigmas = run_node("BasicScheduler", model=model, scheduler=family.scheduler, steps=STEPS, denoise=1.0)[0]
+            return run_node("SamplerCustomAdvanced", noise=run_node("RandomNoise", noise_seed=0)[0], guider=guider,
+                            sampler=run_node("KSamplerSelect", sampler_name=family.sampler_name)[0], sigmas=sigmas,
+                            latent_image=empty_latent(name))[0]["samples"]
+        finally:
+            TIMINGS[name] = TIMINGS.get(name, 0.0) + time.perf_counter() - started
+
+    return run
+
+
+def fraction_for(name, large, switch_by, entry="KSampler") -> float:
+    """Under steps, half the steps; under timestep, the middle of the range where both models run on the family's
+    own schedule (its default model sampling, shift included) as ``entry`` samples it."""
+    if switch_by == "steps":
+        return 0.5
+    family = FAMILIES[name]
+    low, high = family_switch_range(large, family.scheduler, STEPS,
+                                    family.sampler_name if entry == "KSampler" else None)
+    return round((low + high) / 2, 3)  # the node rounds small_fraction to 0.001
+
+
+@pytest.mark.parametrize("name", family_params() + family_params(heavy=True))
+def test_the_host_predicate_is_true(name, comfy_host):
+    """FamilySpec.on_host says which families run here: exactly those whose files this host detects as their family
+    and builds with exactly their tensors (read from the shapes: cheap even for Qwen-Image)."""
+    family = FAMILIES[name]
+    for spec in (family.small, family.large):
+        takes, detected = host_takes(spec)
+        assert takes == family.on_host(), (spec.name, detected, family.why_min)
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_each_model_is_detected_as_its_family(name, pairs):
+    family = FAMILIES[name]
+    for spec, model in zip((family.small, family.large), pairs(name)):
+        config = model.model.model_config
+        assert type(config).__name__ == family.detected
+        if hasattr(spec, "unet_config"):  # a families.py spec: detection read back what it was built from
+            detected = {key: value for key, value in config.unet_config.items() if key in spec.unet_config}
+            assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in detected.items()} == spec.unet_config
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_fractions_0_and_1_are_each_model_alone(name, pairs, sample, stitch):
+    small, large = pairs(name)
+    small_alone, large_alone = sample(name, small), sample(name, large)
+    assert not torch.equal(small_alone, large_alone)
+    for switch_by in RULES:
+        assert torch.equal(sample(name, stitch(small, large, 0.0, switch_by)), large_alone), switch_by
+        assert torch.equal(sample(name, stitch(small, large, 1.0, switch_by)), small_alone), switch_by
+
+
+@pytest.mark.parametrize("switch_by", RULES)
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("name", LIGHT)
+def test_the_stitched_pass_equals_the_hand_routed_reference(name, entry, switch_by, pairs, sample, stitch):
+    small, large = pairs(name)
+    fraction = fraction_for(name, large, switch_by, entry)
+    log = []
+    expected = sample(name, reference_model(small, large, switch_by, fraction, log), entry)
+    assert "S" in log and "L" in log, (fraction, log)  # both models take part, so equality says something
+    assert torch.equal(sample(name, stitch(small, large, fraction, switch_by), entry), expected)
+
+
+@pytest.mark.parametrize("name", family_params(heavy=True))
+def test_the_heavy_family_once(name, sample, stitch):
+    """Qwen-Image, whose widths detection fixes: the stitched pass under the timestep rule against the reference."""
+    small, large = load_family_pair(name)
+    fraction = fraction_for(name, large, "timestep")
+    log = []
+    expected = sample(name, reference_model(small, large, "timestep", fraction, log))
+    assert "S" in log and "L" in log, (fraction, log)
+    assert torch.equal(sample(name, stitch(small, large, fraction, "timestep")), expected)
+
+
+@pytest.mark.parametrize("name", family_params(["wan", "ltxv"]))
+def test_the_switch_range_is_where_both_models_run(name, pairs, sample, stitch, tag, calls):
+    """family_switch_range against the pack's own routing: inside the range both models take steps, at or above its
+    top the small model takes them all (its bottom is 0: the first step is at sigma_max, t/T = 1)."""
+    small, large = pairs(name)
+    low, high = family_switch_range(large, FAMILIES[name].scheduler, STEPS, FAMILIES[name].sampler_name)
+    assert low == pytest.approx(0.0, abs=1e-6) and 0 < high < 1
+    tagged = tag(small, "S"), tag(large, "L")
+    for fraction, expected in ((0.001, {"S", "L"}), (high - 1e-3, {"S", "L"}), (high + 1e-3, {"S"})):
+        calls.clear()
+        sample(name, stitch(*tagged, fraction, "timestep"))
+        assert set(calls.names()) == expected, (fraction, calls.names())
+
+
+def test_the_range_is_read_off_the_schedule():
+    """timestep_fractions_where_both_run on a hand-made flow schedule (t = sigma, sigma_max 1)."""
+
+    class Flow:
+        sigma_max = torch.tensor(1.0)
+
+        @staticmethod
+        def timestep(sigma):
+            return sigma * 1000
+
+    low, high = timestep_fractions_where_both_run(Flow(), torch.tensor([1.0, 0.9, 0.75, 0.5, 0.0]))
+    assert (round(low, 6), round(high, 6)) == (0.0, 0.5)
