@@ -209,7 +209,8 @@ def cosmos_predict2_conditioning(seed: int) -> list:
 
 
 def flux2_conditioning(seed: int) -> list:
-    """Qwen3-4B tokens as Flux.2 klein 4B's text encoder gives them (7680 wide), no pooled output."""
+    """Qwen3-4B tokens as Flux.2 klein 4B's text encoder gives them (7680 wide), no pooled output (ComfyUI pads
+    Flux.2's text to 512 tokens, which makes even a tiny Flux.2 cost ~1 GFLOP a call in txt_in)."""
     return [[_randn(_generator(seed), 1, 16, 7680), {}]]
 
 
@@ -252,6 +253,7 @@ class FamilySpec:
     min_comfyui: str = "0.3.64"  # the oldest ComfyUI these tiny models are known to load on (the hosts tested)
     why_min: str = ""  # why not older (empty where the floor has it)
     sampler_name: str = "euler"  # the sampler its workflows use
+    cfg: float = 5.0  # 1.0 for the guidance-distilled (Flux.1 dev, Flux.2 klein): their workflows run no negative
     heavy: bool = False  # widths fixed by detection make it costly (Qwen-Image: ~1.4 GB a layer in fp32)
 
     def on_host(self, version: str | None = None) -> bool:
@@ -261,7 +263,7 @@ class FamilySpec:
 
 
 FAMILIES: dict[str, FamilySpec] = {
-    "flux": FamilySpec("Flux.1", FLUX_SMALL, FLUX_LARGE, "Flux", flux_conditioning, (1, 16, 8, 8),
+    "flux": FamilySpec("Flux.1", FLUX_SMALL, FLUX_LARGE, "Flux", flux_conditioning, (1, 16, 8, 8), cfg=1.0,
                        min_comfyui="0.33.0",
                        why_min="ComfyUI 0.3.64 takes every Flux.1 to be 3072 wide (24 heads) whatever its weights say"),
     "sd35": FamilySpec("SD3.5", SD35_SMALL, SD35_LARGE, "SD3", sd35_conditioning, (1, 16, 8, 8),
@@ -272,7 +274,7 @@ FAMILIES: dict[str, FamilySpec] = {
                                   min_comfyui="0.33.0",
                                   why_min="ComfyUI 0.3.64 reads a Cosmos Predict2's depth and heads only for the "
                                           "2B and 14B widths"),
-    "flux2": FamilySpec("Flux.2", FLUX2_SMALL, FLUX2_LARGE, "Flux2", flux2_conditioning, (1, 128, 4, 4),
+    "flux2": FamilySpec("Flux.2", FLUX2_SMALL, FLUX2_LARGE, "Flux2", flux2_conditioning, (1, 128, 4, 4), cfg=1.0,
                         min_comfyui="0.33.0", why_min="ComfyUI 0.3.64 has no Flux.2"),
     "kandinsky5": FamilySpec("Kandinsky 5", KANDINSKY5_SMALL, KANDINSKY5_LARGE, "Kandinsky5",
                              kandinsky5_conditioning, (1, 16, 2, 8, 8), min_comfyui="0.33.0",
