@@ -92,7 +92,7 @@ def fraction_for(name, large, switch_by, entry="KSampler") -> float:
     return round((low + high) / 2, 3)  # the node rounds small_fraction to 0.001
 
 
-@pytest.mark.parametrize("name", family_params() + family_params(heavy=True))
+@pytest.mark.parametrize("name", list(FAMILIES))  # on every host: the floor must really lack what it skips
 def test_the_host_predicate_is_true(name, comfy_host):
     """FamilySpec.on_host says which families run here: exactly those whose files this host detects as their family
     and builds with exactly their tensors (read from the shapes: cheap even for Qwen-Image)."""
@@ -109,8 +109,12 @@ def test_each_model_is_detected_as_its_family(name, pairs):
         config = model.model.model_config
         assert type(config).__name__ == family.detected
         if hasattr(spec, "unet_config"):  # a families.py spec: detection read back what it was built from
-            detected = {key: value for key, value in config.unet_config.items() if key in spec.unet_config}
-            assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in detected.items()} == spec.unet_config
+            # (0.3.64 reads fewer keys, e.g. no use_keyframes_abs_pos_embedding: those it reads must agree)
+            shared = [key for key in spec.unet_config if key in config.unet_config]
+            assert {"depth", "num_layers", "num_blocks", "num_visual_blocks"} & set(shared)
+            detected = {key: config.unet_config[key] for key in shared}
+            assert ({k: (list(v) if isinstance(v, tuple) else v) for k, v in detected.items()}
+                    == {key: spec.unet_config[key] for key in shared})
 
 
 @pytest.mark.parametrize("name", LIGHT)
