@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tstitch_dev.families import (FAMILIES, empty_latent, family_switch_range, host_takes, load_family_pair,
-                                  timestep_fractions_where_both_run)
+                                  switch_table, timestep_fractions_where_both_run)
 from tstitch_dev.host import floor_version
 from tstitch_dev.testing import reference_model
 
@@ -166,6 +166,22 @@ def test_the_switch_range_is_where_both_models_run(name, pairs, sample, stitch, 
         assert set(calls.names()) == expected, (fraction, calls.names())
 
 
+# the README's family table: under switch_by timestep, 6 steps of KSampler with each family's usual scheduler and
+# sampler on its default model sampling, both models take steps for 0 < small_fraction < this
+BOTH_RUN_BELOW = {"flux": 0.6128, "sd35": 0.6208, "ltxv": 0.3185, "cosmos_predict2": 0.9884, "flux2": 0.3987,
+                  "kandinsky5": 0.3328, "wan": 0.2378, "qwen_image": 0.6128}
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, id=name, marks=[pytest.mark.latest_host_only]
+                                               if _version(FAMILIES[name].min_comfyui) > _version(floor_version())
+                                               else []) for name in FAMILIES])
+def test_the_switch_table(name, comfy_host):
+    (scheduler, sampler_name, low, high), = switch_table(6, [name]).values()
+    assert (scheduler, sampler_name) == (FAMILIES[name].scheduler, FAMILIES[name].sampler_name)
+    assert low == pytest.approx(0.0, abs=1e-6)  # every schedule here starts at sigma_max, t/T = 1
+    assert high == pytest.approx(BOTH_RUN_BELOW[name], abs=5e-5)
+
+
 def test_the_range_is_read_off_the_schedule():
     """timestep_fractions_where_both_run on a hand-made flow schedule (t = sigma, sigma_max 1)."""
 
@@ -177,4 +193,4 @@ def test_the_range_is_read_off_the_schedule():
             return sigma * 1000
 
     low, high = timestep_fractions_where_both_run(Flow(), torch.tensor([1.0, 0.9, 0.75, 0.5, 0.0]))
-    assert (round(low, 6), round(high, 6)) == (0.0, 0.5)
+    assert (round(low, 6), round(high, 6)) == (0.0, 0.5)  # t/T of the steps: 1, 0.9, 0.75, 0.5

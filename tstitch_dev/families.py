@@ -312,12 +312,12 @@ def empty_latent(family: str | FamilySpec) -> dict:
 
 
 def timestep_fractions_where_both_run(model_sampling, sigmas) -> tuple[float, float]:
-    """[low, high): the small_fraction values under switch_by timestep that give both models at least one of the
-    steps of ``sigmas`` (a schedule ending at 0), by the README's rule: the small model takes a step from sigma
-    when t(sigma) / t(sigma_max) >= 1 - small_fraction.
+    """(low, high): small_fraction strictly between them gives both models at least one of the steps of ``sigmas``
+    (a schedule ending at 0) under switch_by timestep, by the README's rule: the small model takes the step from
+    sigma when t(sigma) / t(sigma_max) >= 1 - small_fraction.
 
-    low is 1 - t/T of the first step's sigma (below it the large model takes every step), high is 1 - t/T of the
-    last step's sigma (from it on the small model takes every step)."""
+    low is 1 - t/T of the first step's sigma (0 for a schedule from sigma_max; at or below it the large model takes
+    every step), high is 1 - t/T of the last step's sigma (from it on the small model takes every step)."""
     import torch
 
     t_max = float(model_sampling.timestep(torch.tensor([float(model_sampling.sigma_max)])))
@@ -325,26 +325,50 @@ def timestep_fractions_where_both_run(model_sampling, sigmas) -> tuple[float, fl
     return 1 - max(ratios), 1 - min(ratios)
 
 
-def family_switch_range(model, scheduler: str, steps: int = 6, sampler_name: str | None = None) -> tuple[float, float]:
-    """``timestep_fractions_where_both_run`` on the schedule KSampler samples ``model`` (a ModelPatcher, as loaded or
-    with its model sampling patched) on with ``scheduler`` over ``steps`` steps: for the samplers KSampler drops the
-    penultimate sigma for (uni_pc, dpm_2, ...) that of steps + 1 less that sigma. Without ``sampler_name``, the
-    schedule BasicScheduler gives (SamplerCustomAdvanced drops nothing)."""
+def ksampler_sigmas(model_sampling, scheduler: str, steps: int, sampler_name: str | None = None):
+    """The schedule KSampler samples on: for the samplers it drops the penultimate sigma for (uni_pc, dpm_2, ...)
+    that of steps + 1 less that sigma. Without ``sampler_name``, BasicScheduler's (SamplerCustomAdvanced drops
+    nothing)."""
     import comfy.samplers
     import torch
 
-    model_sampling = model.get_model_object("model_sampling")
     if sampler_name in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS:
         sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps + 1)
-        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
-    else:
-        sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)
-    return timestep_fractions_where_both_run(model_sampling, sigmas)
+        return torch.cat([sigmas[:-2], sigmas[-1:]])
+    return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps)
 
 
-def host_takes(spec) -> tuple[bool, str]:
-    """(whether the running ComfyUI detects ``spec``'s file as its family and builds from it a model with exactly
-    the file's tensors, what it detected): read from the file's tensor shapes, the model built on the meta device."""
+def family_switch_range(model, scheduler: str, steps: int = 6, sampler_name: str | None = None) -> tuple[float, float]:
+    """``timestep_fractions_where_both_run`` on the schedule ``ksampler_sigmas`` gives ``model`` (a ModelPatcher, as
+    loaded or with its model sampling patched)."""
+    model_sampling = model.get_model_object("model_sampling")
+    return timestep_fractions_where_both_run(model_sampling,
+                                             ksampler_sigmas(model_sampling, scheduler, steps, sampler_name))
+
+
+def switch_table(steps: int = 6, names=None) -> dict[str, tuple[str, str, float, float]]:
+    """For each family the running host has: (scheduler, sampler, low, high) of ``family_switch_range`` on its default
+    model sampling (shift included) under KSampler with its usual scheduler and sampler. No weights are loaded: the
+    model sampling comes from the model ComfyUI builds, on the meta device, from the config it detects."""
+    import comfy.model_base
+
+    table = {}
+    for name in FAMILIES if names is None else names:
+        family = FAMILIES[name]
+        if not family.on_host():
+            continue
+        model = _meta_model(family.large)[1]
+        # built again outside the meta device: the schedulers read its sigmas
+        model_sampling = comfy.model_base.model_sampling(model.model_config, model.model_type)
+        sigmas = ksampler_sigmas(model_sampling, family.scheduler, steps, family.sampler_name)
+        table[name] = (family.scheduler, family.sampler_name,
+                       *timestep_fractions_where_both_run(model_sampling, sigmas))
+    return table
+
+
+def _meta_model(spec):
+    """(the shapes of ``spec``'s file, the BaseModel the running ComfyUI builds for it on the meta device, or None and
+    why not, the model config class name it detected)."""
     import comfy.model_detection
     import safetensors
     import torch
@@ -355,15 +379,23 @@ def host_takes(spec) -> tuple[bool, str]:
     config = comfy.model_detection.detect_unet_config(state_dict, "")
     model_config = None if config is None else comfy.model_detection.model_config_from_unet_config(config, state_dict)
     if model_config is None:
-        return False, f"no model config for {config}"
+        return state_dict, None, f"no model config for {config}"
     detected = type(model_config).__name__
-    built = model_config.process_unet_state_dict(dict(state_dict))  # the key renames the loader makes
     try:
         with torch.device("meta"):
             model = model_config.get_model({}, device="meta")
     except Exception as error:  # a config this host's classes can't build (Flux.2 read as Flux.1 by 0.3.64)
-        return False, f"{detected}, which fails to build: {error}"
+        return state_dict, None, f"{detected}, which fails to build: {error}"
+    return model_config.process_unet_state_dict(state_dict), model, detected  # with the loader's key renames
+
+
+def host_takes(spec) -> tuple[bool, str]:
+    """(whether the running ComfyUI detects ``spec``'s file as its family and builds from it a model with exactly
+    the file's tensors, what it detected): read from the file's tensor shapes, the model built on the meta device."""
+    file_tensors, model, detected = _meta_model(spec)
+    if model is None:
+        return False, detected
     tensors = {key: tuple(value.shape) for key, value in model.diffusion_model.state_dict().items()}
-    renamed = {key: tuple(value.shape) for key, value in built.items()}
+    renamed = {key: tuple(value.shape) for key, value in file_tensors.items()}
     expected = spec.detected if isinstance(spec, DetectedSpec) else "WAN21_T2V"
     return detected == expected and tensors == renamed, detected
