@@ -13,8 +13,9 @@ import time
 import pytest
 import torch
 
-from tstitch_dev.families import (FAMILIES, empty_latent, family_switch_range, host_takes, load_family_pair,
-                                  switch_table, timestep_fractions_where_both_run)
+from tstitch_dev.families import (FAMILIES, FLUX2_DEV_LARGE, empty_latent, family_switch_range, flux2_dev_conditioning,
+                                  host_takes, load_family_model, load_family_pair, switch_table,
+                                  timestep_fractions_where_both_run)
 from tstitch_dev.host import floor_version
 from tstitch_dev.testing import reference_model
 
@@ -164,6 +165,20 @@ def test_the_switch_range_is_where_both_models_run(name, pairs, sample, stitch, 
         calls.clear()
         sample(name, stitch(*tagged, fraction, "timestep"))
         assert set(calls.names()) == expected, (fraction, calls.names())
+
+
+@pytest.mark.latest_host_only  # ComfyUI 0.3.64 has no Flux.2
+def test_the_flux2_dev_like_large_model_takes_its_own_width(run_node):
+    """Flux.2 dev in miniature, for the refusal of one conditioning across Flux.2 widths: detected as Flux.2 with dev's
+    text width (15360) and guidance embedding, and it samples from conditioning of that width."""
+    model = load_family_model(FLUX2_DEV_LARGE)
+    config = model.model.model_config
+    assert type(config).__name__ == "Flux2"
+    assert (config.unet_config["context_in_dim"], config.unet_config["guidance_embed"]) == (15360, True)
+    out = run_node("KSampler", model=model, seed=0, steps=2, cfg=1.0, sampler_name="euler", scheduler="simple",
+                   positive=flux2_dev_conditioning(1), negative=flux2_dev_conditioning(2),
+                   latent_image=empty_latent("flux2"), denoise=1.0)[0]["samples"]
+    assert out.shape == FAMILIES["flux2"].latent_shape and torch.isfinite(out).all()
 
 
 # the README's family table: under switch_by timestep, 6 steps of KSampler with each family's usual scheduler and
