@@ -154,6 +154,24 @@ def test_the_lightning_examples_give_each_expert_exactly_four_steps(name, server
                           "T-Stitch: large model (WAN21_T2V), steps 5-8 of 8"], texts
 
 
+# the examples of the families people pair (issue 25), with the sampler node that reports the steps
+FAMILY_EXAMPLES = {"flux1_dev_lite_8b_pair": "KSampler", "sd35_large_medium_pair": "KSampler",
+                   "ltxv_13b_2b_distilled_pair": "SamplerCustom", "flux2_dev_klein_4b_guider": "SamplerCustomAdvanced"}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_EXAMPLES))
+def test_the_family_examples_give_both_models_steps_on_their_shifted_schedule(name, server):
+    api = example_api(server, name)
+    sampler = node_id(api, FAMILY_EXAMPLES[name])
+    seed = "seed" if FAMILY_EXAMPLES[name] == "KSampler" else "noise_seed"
+    noise = sampler if FAMILY_EXAMPLES[name] != "SamplerCustomAdvanced" else node_id(api, "RandomNoise")
+    api[noise]["inputs"][seed] = 23  # a prompt the cache has not seen
+    assert_success(server, server.run(api))
+    texts = server.progress_texts(sampler)
+    assert any(text.startswith("T-Stitch: small model") for text in texts), texts
+    assert texts[-1].startswith("T-Stitch: large model") and texts[-1].endswith(f"of {CPU_STEPS}"), texts
+
+
 def test_the_lightning_loras_load_every_key_and_change_the_video(server):
     api = example_api(server, "wan22_a14b_t2v_lightning_4_4")
     api[node_id(api, "RandomNoise")]["inputs"]["noise_seed"] = 22
