@@ -51,3 +51,29 @@ def test_the_family_example_switches_where_both_models_take_steps(name, shrunk, 
     assert low <= fraction < high, (fraction, low, high)
     # the title says where the small model stops: t/T >= 1 - fraction
     assert f"t/T >= {1 - fraction:g}" in stitch.title
+
+
+@pytest.mark.parametrize("name", ["ae.safetensors", "flux2-vae.safetensors", "sd3.5_large_fp8_scaled.safetensors",
+                                  "ltxv-13b-0.9.8-dev.safetensors"])
+def test_the_family_examples_tiny_vaes_load_as_their_familys_and_decode_its_latents(name, comfy_nodes):
+    # VAELoader / CheckpointLoaderSimple read each family's VAE off its weights (LTX-Video's off the checkpoint's
+    # config): its latent channels and scale, and a decode of a latent of that family to pixels
+    import folder_paths
+    import torch
+
+    from tstitch_dev.examples import EXAMPLE_FILES
+
+    folder, path = next((folder, build()) for (folder, file), build in EXAMPLE_FILES.items() if file == name)
+    folder_paths.add_model_folder_path(folder, str(path.parent))
+    if folder == "vae":
+        vae = comfy_nodes.VAELoader().load_vae(path.name)[0]
+    else:
+        vae = comfy_nodes.CheckpointLoaderSimple().load_checkpoint(path.name)[2]
+    channels, latent = {"ae.safetensors": (16, (1, 16, 8, 8)), "flux2-vae.safetensors": (128, (1, 128, 4, 4)),
+                        "sd3.5_large_fp8_scaled.safetensors": (16, (1, 16, 8, 8)),
+                        "ltxv-13b-0.9.8-dev.safetensors": (128, (1, 128, 2, 2, 2))}[name]
+    assert vae.latent_channels == channels
+    with torch.inference_mode():
+        pixels = vae.decode(torch.randn(latent, generator=torch.Generator().manual_seed(0)))
+    frames = (9,) if len(latent) == 5 else ()  # LTX-Video: 1 + 8 frames a latent frame after the first
+    assert tuple(pixels.shape) == (1, *frames, 64, 64, 3) and pixels.std() > 0.01
