@@ -291,10 +291,10 @@ def _unet(key, file_name, title):
     return Node(key, "UNETLoader", LOADERS, {"unet_name": file_name, "weight_dtype": "default"}, title)
 
 
-# each family at a small_fraction under switch_by timestep where both models take steps on its own shifted schedule,
-# at the example's settings and at the server tests' 4 steps (families.family_switch_range): Flux.1 and SD3.5 up to
-# 0.49 at 4 steps, LTX-Video (LTXVScheduler) up to 0.9, Flux.2 (Flux2Scheduler) only up to 0.3
 _OUTPUT_LINKS = [("sampler", 0, "decode", "samples"), ("decode", 0, "save", "images")]
+# the family examples switch by timestep at a small_fraction where both models take steps on the family's shifted
+# schedule, at the example's settings and at the server tests' 4 steps (tests/test_family_examples.py): at 4 steps
+# Flux.1 and SD3.5 allow up to ~0.49, LTX-Video (LTXVScheduler) up to 0.9, Flux.2 (Flux2Scheduler) only up to 0.3
 
 
 EXAMPLES = [
