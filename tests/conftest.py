@@ -282,7 +282,7 @@ def tag(calls):
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, comfy_host):
     """The host's main.py serving on 127.0.0.1, this pack loaded, the example workflows' models in place, and
-    beside the pack the test-only stand-in nodes (tstitch_dev/stand_in_nodes: the Wan examples' text encoder)."""
+    beside the pack the test-only stand-in nodes (tstitch_dev/stand_in_nodes: text encoders too big to build)."""
     from tstitch_dev.examples import link_example_models
     from tstitch_dev.server import ComfyServer
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR, NEEDS_STAND_IN_TEXT_ENCODER
-from tstitch_dev.stand_in_nodes import NODE_ID as STAND_IN_TEXT_ENCODE, use_stand_in_text_encoders
+from tstitch_dev.stand_in_nodes import STAND_INS, use_stand_in_text_encoders
 
 pytestmark = pytest.mark.latest_host_only
 CPU_SIZE, CPU_STEPS, CPU_FRAMES = 64, 4, 5
@@ -35,12 +35,14 @@ def shrink_for_cpu(api, steps=CPU_STEPS):
     api = copy.deepcopy(api)
     for node in api.values():
         inputs = node["inputs"]
-        if node["class_type"] in ("EmptyLatentImage", "ImageScale", "EmptyHunyuanLatentVideo", "WanImageToVideo"):
+        if node["class_type"] in ("EmptyLatentImage", "ImageScale", "EmptyHunyuanLatentVideo", "WanImageToVideo",
+                                  "EmptySD3LatentImage", "EmptyLTXVLatentVideo", "EmptyFlux2LatentImage",
+                                  "Flux2Scheduler"):
             inputs["width"] = inputs["height"] = CPU_SIZE
-        if node["class_type"] in ("EmptyHunyuanLatentVideo", "WanImageToVideo"):
+        if node["class_type"] in ("EmptyHunyuanLatentVideo", "WanImageToVideo", "EmptyLTXVLatentVideo"):
             inputs["length"] = CPU_FRAMES
         if node["class_type"] in ("KSampler", "TStitchKSampler", "TStitchFractionSweep", "TStitchAgreementProbe",
-                                  "BasicScheduler", "TStitchDiTScheduler"):
+                                  "BasicScheduler", "TStitchDiTScheduler", "LTXVScheduler", "Flux2Scheduler"):
             inputs["steps"] = steps
     return api
 
@@ -81,24 +83,64 @@ def test_example_workflow_runs_to_an_image(name, server):
     assert sizes == OUTPUT_SIZES.get(name, {(CPU_SIZE, CPU_SIZE)}), images
 
 
-def test_the_wan_examples_run_with_a_stand_in_for_their_text_encoder_and_nothing_else_changed(server):
-    # UMT5-XXL cannot be built at test time: each CLIPTextEncode of a Wan CLIPLoader becomes the stand-in, same text
+# the text encoders no test can build, by example: the loader (its files) and the stand-in for what it outputs
+STOOD_IN = {
+    "wan": {("CLIPLoader", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): "StandInUMT5TextEncode"},
+    "flux1_dev_lite_8b_pair": {("DualCLIPLoader", "clip_l.safetensors", "t5xxl_fp16.safetensors"):
+                               "StandInFluxTextEncode"},
+    "sd35_large_medium_pair": {("CheckpointLoaderSimple", "sd3.5_large_fp8_scaled.safetensors"):
+                               "StandInSD3TextEncode"},
+    "ltxv_13b_2b_distilled_pair": {("CLIPLoader", "t5xxl_fp16.safetensors"): "StandInLTXVTextEncode"},
+    "flux2_dev_klein_4b_guider": {("CLIPLoader", "qwen_3_4b.safetensors"): "StandInQwen3_4BFlux2TextEncode",
+                                  ("CLIPLoader", "mistral_3_small_flux2_bf16.safetensors"):
+                                  "StandInMistralFlux2TextEncode"},
+}
+# the widths of what each stands in for (as the family models take them: tstitch_dev/families.py)
+STAND_IN_WIDTHS = {"StandInUMT5TextEncode": (4096, None), "StandInFluxTextEncode": (4096, 768),
+                   "StandInSD3TextEncode": (4096, 2048), "StandInLTXVTextEncode": (4096, None),
+                   "StandInMistralFlux2TextEncode": (15360, None), "StandInQwen3_4BFlux2TextEncode": (7680, None)}
+
+
+def test_the_examples_with_unbuildable_text_encoders_run_with_stand_ins_and_nothing_else_changed(server):
+    # each CLIPTextEncode of such a loader becomes the stand-in for that loader, same text; a text encoder loader
+    # goes, a checkpoint loader stays (its model and VAE are used); every other node is as the example has it
     for example in EXAMPLES:
         api = to_api(server, load_example(example.name))
         replaced = use_stand_in_text_encoders(api)
-        wan_loaders = {key for key, node in api.items() if node["class_type"] == "CLIPLoader"
-                       and node["inputs"]["clip_name"] == "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
-                       and node["inputs"]["type"] == "wan"}
-        assert bool(wan_loaders) == (example.name in NEEDS_STAND_IN_TEXT_ENCODER), example.name
-        stood_in = {key for key, node in replaced.items() if node["class_type"] == STAND_IN_TEXT_ENCODE}
-        assert stood_in == {key for key, node in api.items() if node["class_type"] == "CLIPTextEncode"
-                            and node["inputs"]["clip"][0] in wan_loaders}, example.name
-        assert all(replaced[key]["inputs"] == {"text": api[key]["inputs"]["text"]} for key in stood_in)
-        assert set(replaced) == set(api) - wan_loaders
-        assert {key: node for key, node in replaced.items() if key not in stood_in} == \
-               {key: node for key, node in api.items() if key not in stood_in | wan_loaders}
+        expected = STOOD_IN["wan" if example.name.startswith("wan") else example.name] \
+            if example.name in NEEDS_STAND_IN_TEXT_ENCODER else {}
+        files = lambda node: tuple(v for k, v in sorted(node["inputs"].items()) if k.startswith(("clip_name", "ckpt")))
+        loaders = {key: expected[(node["class_type"], *files(node))] for key, node in api.items()
+                   if (node["class_type"], *files(node)) in expected}
+        assert {(api[key]["class_type"], *files(api[key])) for key in loaders} == set(expected), example.name
+        clip_of = lambda key: [key, 1 if api[key]["class_type"] == "CheckpointLoaderSimple" else 0]
+        encoders = {key: loaders[node["inputs"]["clip"][0]] for key, node in api.items()
+                    if node["class_type"] == "CLIPTextEncode" and node["inputs"]["clip"][0] in loaders
+                    and node["inputs"]["clip"] == clip_of(node["inputs"]["clip"][0])}
+        assert {key: node["class_type"] for key, node in replaced.items() if node["class_type"] in STAND_INS} \
+            == encoders, example.name
+        assert all(replaced[key]["inputs"] == {"text": api[key]["inputs"]["text"]} for key in encoders)
+        removed = {key for key in loaders if api[key]["class_type"] != "CheckpointLoaderSimple"}
+        assert set(replaced) == set(api) - removed
+        assert {key: node for key, node in replaced.items() if key not in encoders} == \
+               {key: node for key, node in api.items() if key not in encoders.keys() | removed}
     # the stand-in package is loaded beside the pack, not as part of it
-    assert server.object_info()[STAND_IN_TEXT_ENCODE]["python_module"] == "custom_nodes.tstitch_stand_in_nodes"
+    info = server.object_info()
+    assert {info[node]["python_module"] for node in STAND_INS} == {"custom_nodes.tstitch_stand_in_nodes"}
+
+
+@pytest.mark.parametrize("node", sorted(STAND_IN_WIDTHS))
+def test_each_stand_in_gives_its_encoders_widths_seeded_by_the_text(node):
+    from tstitch_dev.stand_in_nodes import NODE_CLASS_MAPPINGS
+
+    encode = lambda text: NODE_CLASS_MAPPINGS[node]().encode(text)[0][0]
+    (tokens, extra), (again, _), (other, _) = encode("a red fox"), encode("a red fox"), encode("a blue fox")
+    width, pooled = STAND_IN_WIDTHS[node]
+    assert tokens.shape == (1, 4, width) and ("pooled_output" in extra) == (pooled is not None)
+    if pooled is not None:
+        assert extra["pooled_output"].shape == (1, pooled)
+    assert ("attention_mask" in extra) == (node == "StandInLTXVTextEncode")
+    assert (tokens == again).all() and not (tokens == other).all()
 
 
 @pytest.mark.parametrize("name", ["wan22_a14b_t2v_lightning_4_4", "wan22_a14b_i2v_lightning_4_4"])
@@ -110,6 +152,24 @@ def test_the_lightning_examples_give_each_expert_exactly_four_steps(name, server
     texts = server.progress_texts(sampler)
     assert texts[-2:] == ["T-Stitch: small model (WAN21_T2V), steps 1-4 of 8",
                           "T-Stitch: large model (WAN21_T2V), steps 5-8 of 8"], texts
+
+
+# the examples of the families people pair (issue 25), with the sampler node that reports the steps
+FAMILY_EXAMPLES = {"flux1_dev_lite_8b_pair": "KSampler", "sd35_large_medium_pair": "KSampler",
+                   "ltxv_13b_2b_distilled_pair": "SamplerCustom", "flux2_dev_klein_4b_guider": "SamplerCustomAdvanced"}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_EXAMPLES))
+def test_the_family_examples_give_both_models_steps_on_their_shifted_schedule(name, server):
+    api = example_api(server, name)
+    sampler = node_id(api, FAMILY_EXAMPLES[name])
+    seed = "seed" if FAMILY_EXAMPLES[name] == "KSampler" else "noise_seed"
+    noise = sampler if FAMILY_EXAMPLES[name] != "SamplerCustomAdvanced" else node_id(api, "RandomNoise")
+    api[noise]["inputs"][seed] = 23  # a prompt the cache has not seen
+    assert_success(server, server.run(api))
+    texts = server.progress_texts(sampler)
+    assert any(text.startswith("T-Stitch: small model") for text in texts), texts
+    assert texts[-1].startswith("T-Stitch: large model") and texts[-1].endswith(f"of {CPU_STEPS}"), texts
 
 
 def test_the_lightning_loras_load_every_key_and_change_the_video(server):

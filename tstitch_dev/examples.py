@@ -4,6 +4,7 @@ The JSON in example_workflows/ is what the ComfyUI frontend itself exports: ``py
 tstitch_dev.examples`` starts a server, builds each graph in the frontend through LiteGraph,
 exports it with the frontend's own Export command, runs it where its models can be built (so the
 thumbnail shows its own result) and screenshots it as the same-name .jpg the template browser shows.
+``python -m tstitch_dev.examples NAME ...`` (re)builds only the examples named.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .host import PACK_ROOT, find_comfyui
-from . import models
+from . import families, models
 
 EXAMPLES_DIR = PACK_ROOT / "example_workflows"
 
@@ -62,11 +63,34 @@ EXAMPLE_FILES = {
     # UMT5-XXL (5.7B parameters) is too big to build: the name is listed so the workflows load; the server
     # tests run the Wan workflows with a seeded stand-in of its output (tstitch_dev/stand_in_nodes)
     ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): None,
+    # the families people pair (issue 25): each its tiny family models (tstitch_dev/families.py), under the names
+    # ComfyUI's own templates use, else the publisher's (Freepik's Lite 8B, Stability's Medium, Lightricks' 0.9.8)
+    ("diffusion_models", "flux1-dev.safetensors"): lambda: families.ensure_family_model(families.FLUX_LARGE),
+    ("diffusion_models", "flux.1-lite-8B.safetensors"): lambda: families.ensure_family_model(families.FLUX_SMALL),
+    ("vae", "ae.safetensors"): models.ensure_flux_vae,
+    ("checkpoints", "sd3.5_large_fp8_scaled.safetensors"):
+        lambda: models.ensure_family_checkpoint(families.SD35_LARGE),
+    ("checkpoints", "sd3.5_medium.safetensors"): lambda: models.ensure_family_checkpoint(families.SD35_SMALL),
+    ("checkpoints", "ltxv-13b-0.9.8-dev.safetensors"): lambda: models.ensure_family_checkpoint(families.LTXV_LARGE),
+    ("checkpoints", "ltxv-2b-0.9.8-distilled.safetensors"):
+        lambda: models.ensure_family_checkpoint(families.LTXV_SMALL),
+    ("diffusion_models", "flux2_dev_fp8mixed.safetensors"):
+        lambda: families.ensure_family_model(families.FLUX2_DEV_LARGE),
+    ("diffusion_models", "flux-2-klein-base-4b.safetensors"):
+        lambda: families.ensure_family_model(families.FLUX2_SMALL),
+    ("vae", "flux2-vae.safetensors"): models.ensure_flux2_vae,
+    # their text encoders, too big to build like UMT5-XXL (T5-XXL, CLIP-L/G, Mistral Small 3, Qwen3 4B): listed so
+    # the workflows load, stood in for in the server tests (the SD3.5 Large checkpoint's own, by its CLIP output)
+    ("text_encoders", "clip_l.safetensors"): None,
+    ("text_encoders", "t5xxl_fp16.safetensors"): None,
+    ("text_encoders", "mistral_3_small_flux2_bf16.safetensors"): None,
+    ("text_encoders", "qwen_3_4b.safetensors"): None,
 }
 # examples whose text encoder cannot be built (see above): the frontend shows them without running them, and
 # the server tests run them with the stand-in text encoder
 NEEDS_STAND_IN_TEXT_ENCODER = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b", "wan22_a14b_t2v_lightning_4_4",
-                               "wan22_a14b_i2v_lightning_4_4", "wan21_14b_1.3b_14b_stages"}
+                               "wan22_a14b_i2v_lightning_4_4", "wan21_14b_1.3b_14b_stages", "flux1_dev_lite_8b_pair",
+                               "sd35_large_medium_pair", "ltxv_13b_2b_distilled_pair", "flux2_dev_klein_4b_guider"}
 
 
 # the thumbnail's run takes at most 2 steps per sampler; T-Stitch Stages refuses a stage with no step, and three
@@ -261,6 +285,16 @@ _DIT_LINKS = [("class", 0, "sampler", "positive"), ("class", 1, "sampler", "nega
 
 def _timestep_pair(key, fraction, title):
     return Node(key, "TStitchModelPair", MIDDLE, {"small_fraction": fraction, "switch_by": "timestep"}, title)
+
+
+def _unet(key, file_name, title):
+    return Node(key, "UNETLoader", LOADERS, {"unet_name": file_name, "weight_dtype": "default"}, title)
+
+
+_OUTPUT_LINKS = [("sampler", 0, "decode", "samples"), ("decode", 0, "save", "images")]
+# the family examples switch by timestep at a small_fraction where both models take steps on the family's shifted
+# schedule, at the example's settings and at the server tests' 4 steps (tests/test_family_examples.py): at 4 steps
+# Flux.1 and SD3.5 allow up to ~0.49, LTX-Video (LTXVScheduler) up to 0.9, Flux.2 (Flux2Scheduler) only up to 0.3
 
 
 EXAMPLES = [
@@ -502,6 +536,104 @@ EXAMPLES = [
         [*_PAIR_LINKS, ("pair", 0, "schedule", "model"), ("select", 0, "sampler", "sampler"),
          ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
     ),
+    Example(
+        # Flux.1 dev is guidance-distilled: FluxGuidance sets its guidance, KSampler runs at cfg 1 (the negative unused);
+        # Flux.1 Lite 8B is Freepik's distillation of dev, the same latents and text encoders
+        "flux1_dev_lite_8b_pair",
+        [_unet("small", "flux.1-lite-8B.safetensors", "Small: Flux.1 Lite 8B"),
+         _unet("large", "flux1-dev.safetensors", "Large: Flux.1 dev"),
+         Node("text_encoder", "DualCLIPLoader", LOADERS, {"clip_name1": "clip_l.safetensors",
+                                                          "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}),
+         Node("vae", "VAELoader", LOADERS, {"vae_name": "ae.safetensors"}),
+         _timestep_pair("pair", 0.4, "T-Stitch: Flux.1 Lite takes t/T >= 0.6"),
+         Node("positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "Positive prompt"),
+         Node("guidance", "FluxGuidance", MIDDLE, {"guidance": 3.5}),
+         Node("negative", "ConditioningZeroOut", MIDDLE, {}, "Negative (unused at cfg 1)"),
+         Node("latent", "EmptySD3LatentImage", MIDDLE, {"width": 1024, "height": 1024, "batch_size": 1}),
+         Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 20, "cfg": 1.0,
+                                                "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}),
+         Node("decode", "VAEDecode", DECODE), Node("save", "SaveImage", SAVE, {"filename_prefix": "tstitch_flux1"})],
+        [*_PAIR_LINKS, ("text_encoder", 0, "positive", "clip"), ("positive", 0, "guidance", "conditioning"),
+         ("guidance", 0, "sampler", "positive"), ("positive", 0, "negative", "conditioning"),
+         ("negative", 0, "sampler", "negative"), ("latent", 0, "sampler", "latent_image"), ("vae", 0, "decode", "vae"),
+         *_OUTPUT_LINKS],
+    ),
+    Example(
+        # the Large checkpoint's own text encoders (CLIP-L, CLIP-G, T5-XXL) and VAE serve both; ComfyUI's SD3.5
+        # template's settings (euler, sgm_uniform, cfg 4)
+        "sd35_large_medium_pair",
+        [_loader("small", "sd3.5_medium.safetensors", "Small: SD3.5 Medium"),
+         _loader("large", "sd3.5_large_fp8_scaled.safetensors", "Large: SD3.5 Large"),
+         _timestep_pair("pair", 0.4, "T-Stitch: SD3.5 Medium takes t/T >= 0.6"),
+         *_prompts_and_output("tstitch_sd35"),
+         Node("latent", "EmptySD3LatentImage", MIDDLE, {"width": 1024, "height": 1024, "batch_size": 1}),
+         Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 20, "cfg": 4.0,
+                                                "sampler_name": "euler", "scheduler": "sgm_uniform", "denoise": 1.0})],
+        [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+    ),
+    Example(
+        # ComfyUI's LTX-Video template's graph (LTXVConditioning, LTXVScheduler, SamplerCustom) on the pair; the
+        # 13B's VAE decodes (the 2B's is the same)
+        "ltxv_13b_2b_distilled_pair",
+        [_loader("small", "ltxv-2b-0.9.8-distilled.safetensors", "Small: LTX-Video 2B distilled"),
+         _loader("large", "ltxv-13b-0.9.8-dev.safetensors", "Large: LTX-Video 13B"),
+         Node("text_encoder", "CLIPLoader", LOADERS, {"clip_name": "t5xxl_fp16.safetensors", "type": "ltxv"}),
+         _timestep_pair("pair", 0.1, "T-Stitch: 2B distilled takes t/T >= 0.9"),
+         Node("positive", "CLIPTextEncode", MIDDLE, {"text": WAN_PROMPT}, "Positive prompt"),
+         Node("negative", "CLIPTextEncode", MIDDLE, {"text": WAN_NEGATIVE}, "Negative prompt"),
+         Node("conditioning", "LTXVConditioning", MIDDLE, {"frame_rate": 25.0}),
+         Node("latent", "EmptyLTXVLatentVideo", MIDDLE, {"width": 768, "height": 512, "length": 97, "batch_size": 1}),
+         Node("schedule", "LTXVScheduler", MIDDLE, {"steps": 30, "max_shift": 2.05, "base_shift": 0.95,
+                                                    "stretch": True, "terminal": 0.1}),
+         Node("select", "KSamplerSelect", MIDDLE, {"sampler_name": "euler"}),
+         Node("sampler", "SamplerCustom", SAMPLER, {"add_noise": True, "noise_seed": 0,
+                                                    "control_after_generate": "fixed", "cfg": 3.0}),
+         Node("decode", "VAEDecode", DECODE),
+         Node("save", "SaveAnimatedWEBP", SAVE, {"filename_prefix": "tstitch_ltxv", "fps": 25.0, "lossless": False,
+                                                 "quality": 85, "method": "default"})],
+        [*_PAIR_LINKS, ("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "negative", "clip"),
+         ("positive", 0, "conditioning", "positive"), ("negative", 0, "conditioning", "negative"),
+         ("conditioning", 0, "sampler", "positive"), ("conditioning", 1, "sampler", "negative"),
+         ("latent", 0, "schedule", "latent"), ("select", 0, "sampler", "sampler"), ("schedule", 0, "sampler", "sigmas"),
+         ("latent", 0, "sampler", "latent_image"), ("large", 2, "decode", "vae"), *_OUTPUT_LINKS],
+    ),
+    Example(
+        # dev reads Mistral Small 3's 15360-wide tokens, klein 4B Qwen3 4B's 7680: one conditioning can't serve both,
+        # so the T-Stitch Guider gives each its own prompt from its own text encoder, and its own cfg (klein base 5,
+        # as ComfyUI's klein template; dev 1 with FluxGuidance 4, as ComfyUI's Flux.2 template)
+        "flux2_dev_klein_4b_guider",
+        [_unet("small", "flux-2-klein-base-4b.safetensors", "Small: Flux.2 klein 4B (base)"),
+         _unet("large", "flux2_dev_fp8mixed.safetensors", "Large: Flux.2 dev"),
+         Node("small_text_encoder", "CLIPLoader", LOADERS, {"clip_name": "qwen_3_4b.safetensors", "type": "flux2"},
+              "Text encoder for klein: Qwen3 4B"),
+         Node("large_text_encoder", "CLIPLoader", LOADERS,
+              {"clip_name": "mistral_3_small_flux2_bf16.safetensors", "type": "flux2"},
+              "Text encoder for dev: Mistral Small 3"),
+         Node("vae", "VAELoader", LOADERS, {"vae_name": "flux2-vae.safetensors"}),
+         Node("small_positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "klein's positive prompt"),
+         Node("small_negative", "CLIPTextEncode", MIDDLE, {"text": NEGATIVE}, "klein's negative prompt"),
+         Node("large_positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "dev's positive prompt"),
+         Node("guidance", "FluxGuidance", MIDDLE, {"guidance": 4.0}),
+         Node("large_negative", "ConditioningZeroOut", MIDDLE, {}, "dev's negative (unused at cfg 1)"),
+         Node("guider", "TStitchGuider", SAMPLER, {"small_fraction": 0.1, "switch_by": "timestep", "small_cfg": 5.0,
+                                                  "large_cfg": 1.0},
+              "T-Stitch Guider: klein takes t/T >= 0.9"),
+         Node("noise", "RandomNoise", SAMPLER, {"noise_seed": 0, "control_after_generate": "fixed"}),
+         Node("select", "KSamplerSelect", SAMPLER, {"sampler_name": "euler"}),
+         Node("schedule", "Flux2Scheduler", SAMPLER, {"steps": 20, "width": 1024, "height": 1024}),
+         Node("latent", "EmptyFlux2LatentImage", SAMPLER, {"width": 1024, "height": 1024, "batch_size": 1}),
+         Node("sampler", "SamplerCustomAdvanced", DECODE),
+         Node("decode", "VAEDecode", DECODE), Node("save", "SaveImage", SAVE, {"filename_prefix": "tstitch_flux2"})],
+        [("small", 0, "guider", "small_model"), ("large", 0, "guider", "large_model"),
+         ("small_text_encoder", 0, "small_positive", "clip"), ("small_text_encoder", 0, "small_negative", "clip"),
+         ("large_text_encoder", 0, "large_positive", "clip"), ("large_positive", 0, "guidance", "conditioning"),
+         ("guidance", 0, "large_negative", "conditioning"),
+         ("small_positive", 0, "guider", "small_positive"), ("small_negative", 0, "guider", "small_negative"),
+         ("guidance", 0, "guider", "large_positive"), ("large_negative", 0, "guider", "large_negative"),
+         ("noise", 0, "sampler", "noise"), ("guider", 0, "sampler", "guider"), ("select", 0, "sampler", "sampler"),
+         ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"), ("vae", 0, "decode", "vae"),
+         *_OUTPUT_LINKS],
+    ),
 ]
 
 # Builds one example in the page's graph through LiteGraph, as a user dragging nodes would.
@@ -692,7 +824,8 @@ def link_example_models(base: Path) -> None:
     shutil.copy(find_comfyui() / "input" / "example.png", base / "input" / "example.png")
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    """(Re)build the examples named in ``names`` (all of them when empty)."""
     from .browser import launch_browser
     from .comfy_env import use_host
     from .server import ComfyServer
@@ -702,7 +835,7 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="tstitch-examples-"))
     link_example_models(base)
     with ComfyServer(base) as server, launch_browser() as browser:
-        for example in EXAMPLES:
+        for example in [example for example in EXAMPLES if not names or example.name in names]:
             workflow = make_thumbnail(browser, server, example, EXAMPLES_DIR / f"{example.name}.jpg")
             (EXAMPLES_DIR / f"{example.name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
             print(f"wrote {example.name}.json and .jpg")
@@ -710,4 +843,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -212,13 +212,13 @@ def _built_once(path: Path, build) -> Path:
     return path
 
 
-def _save(state_dict: dict, path: Path) -> Path:
+def _save(state_dict: dict, path: Path, metadata: dict | None = None) -> Path:
     import safetensors.torch
     import torch
 
     tensors = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state_dict.items()}
-    return _write(path, lambda partial: safetensors.torch.save_file(
-        tensors, str(partial), metadata={"tstitch": "random weights, not a trained model"}))
+    metadata = {"tstitch": "random weights, not a trained model", **({} if metadata is None else metadata)}
+    return _write(path, lambda partial: safetensors.torch.save_file(tensors, str(partial), metadata=metadata))
 
 
 def ensure_diffusion_model(spec, folder: Path = MODEL_CACHE) -> Path:
@@ -321,6 +321,93 @@ def ensure_wan_vae(dim: int = 96, folder: Path = MODEL_CACHE) -> Path:
         return _save(randomize_(vae, 31), path)
 
     return _built_once(folder / f"tiny-wan-vae-{FACTORY_VERSION}-{dim}.safetensors", build)
+
+
+# the SD-layout VAE as ComfyUI's VAELoader reads it: the encoder's width is fixed at 128 there, the decoder's is
+# read off its weights, so the smallest it detects keeps the encoder and narrows the decoder
+_FLOW_VAE_DDCONFIG = {"double_z": True, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                      "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+
+
+def build_flow_vae(seed: int, z_channels: int = 16, batch_norm: bool = False, decoder_ch: int = 32) -> dict:
+    """A random VAE in the layout of Flux.1's ae.safetensors and SD3.5's (16 latent channels, no quant convs), or
+    with ``batch_norm`` Flux.2's (32 channels, quant convs and the latent batch norm its 2x2 patches are scaled by)."""
+    import torch
+    from comfy.ldm.models.autoencoder import AutoencoderKL, AutoencodingEngine
+
+    ddconfig = {**_FLOW_VAE_DDCONFIG, "z_channels": z_channels, **({"batch_norm_latent": True} if batch_norm else {})}
+    decoder = {**ddconfig, "ch": decoder_ch}
+    if batch_norm:
+        vae = AutoencoderKL(ddconfig=ddconfig, embed_dim=z_channels, decoder_ddconfig=decoder)
+    else:
+        vae = AutoencodingEngine(
+            regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+            encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+            decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": decoder})
+    state_dict = randomize_(vae, seed)
+    if batch_norm:  # running statistics as trained ones look: a random (negative) variance would give NaN
+        state_dict["bn.running_mean"] = torch.zeros_like(state_dict["bn.running_mean"])
+        state_dict["bn.running_var"] = torch.ones_like(state_dict["bn.running_var"])
+    return state_dict
+
+
+def ensure_flux_vae(folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random Flux.1 VAE (ae.safetensors' layout; VAELoader reads it as a 16-channel latent VAE)."""
+    return _built_once(folder / f"tiny-flux-vae-{FACTORY_VERSION}.safetensors",
+                       lambda path: _save(build_flow_vae(32), path))
+
+
+def ensure_flux2_vae(folder: Path = MODEL_CACHE) -> Path:
+    """Path of a random Flux.2 VAE (flux2-vae.safetensors' layout; VAELoader reads it as 128 channels at 1/16)."""
+    return _built_once(folder / f"tiny-flux2-vae-{FACTORY_VERSION}.safetensors",
+                       lambda path: _save(build_flow_vae(33, z_channels=32, batch_norm=True), path))
+
+
+# LTX-Video's VAE takes its layout from the checkpoint's "config" metadata (as Lightricks' files carry it): the
+# 1/32 space and 1/8 time compression of the real one (three compress_all, patch 4), one layer per block, 32 wide
+TINY_LTXV_VAE_CONFIG = {
+    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+    "blocks": [["res_x", 1], ["compress_all", 1], ["res_x_y", 1], ["compress_all", 1], ["res_x_y", 1],
+               ["compress_all", 1], ["res_x", 1]],
+    "encoder_base_channels": 32, "decoder_base_channels": 32, "scaling_factor": 1.0, "norm_layer": "pixel_norm",
+    "patch_size": 4, "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False,
+}
+
+
+def build_ltxv_vae(seed: int) -> dict:
+    """A random LTX-Video VAE of TINY_LTXV_VAE_CONFIG (its per-channel statistics those of a trained one: 0 and 1)."""
+    import torch
+    from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
+
+    state_dict = randomize_(VideoVAE(config=TINY_LTXV_VAE_CONFIG), seed)
+    for key in state_dict:
+        if key.startswith("per_channel_statistics."):
+            fill = torch.ones_like if "std" in key else torch.zeros_like
+            state_dict[key] = fill(state_dict[key])
+    return state_dict
+
+
+# the checkpoint layout of each family the examples load as one file: its VAE's prefix, how the VAE is built and
+# the metadata it needs
+_FAMILY_CHECKPOINT_VAE = {
+    "SD3": ("first_stage_model.", lambda: build_flow_vae(34), {}),
+    "LTXV": ("vae.", lambda: build_ltxv_vae(35), {"config": json.dumps({"vae": TINY_LTXV_VAE_CONFIG})}),
+}
+
+
+def ensure_family_checkpoint(spec, folder: Path = MODEL_CACHE) -> Path:
+    """Path of families.py's ``spec`` (SD3.5, LTX-Video) as a checkpoint with its family's VAE and no text encoder
+    (CheckpointLoaderSimple's format, as sd3.5_medium.safetensors or Lightricks' ltxv files are), built once."""
+    from .families import build_detected_state_dict
+
+    prefix, build_vae_state_dict, metadata = _FAMILY_CHECKPOINT_VAE[spec.detected]
+
+    def build(path):
+        state_dict = {f"model.diffusion_model.{k}": v for k, v in build_detected_state_dict(spec).items()}
+        state_dict.update({prefix + k: v for k, v in build_vae_state_dict().items()})
+        return _save(state_dict, path, metadata)
+
+    return _built_once(folder / f"checkpoint-{FACTORY_VERSION}-{spec.file_name}", build)
 
 
 def ensure_lora(spec: UNetSpec, seed: int, rank: int = 4, folder: Path = MODEL_CACHE) -> Path:
