@@ -155,16 +155,21 @@ def test_the_heavy_family_once(name, sample, stitch):
 
 @pytest.mark.parametrize("name", family_params(["wan", "ltxv"]))
 def test_the_switch_range_is_where_both_models_run(name, pairs, sample, stitch, tag, calls):
-    """family_switch_range against the pack's own routing: inside the range both models take steps, at or above its
-    top the small model takes them all (its bottom is 0: the first step is at sigma_max, t/T = 1)."""
+    """family_switch_range against the pack's own routing: inside the range both models take steps; at or above its
+    top the small model would take them all, which the pack refuses before any model runs (its bottom is 0: the
+    first step is at sigma_max, t/T = 1)."""
     small, large = pairs(name)
     low, high = family_switch_range(large, FAMILIES[name].scheduler, STEPS, FAMILIES[name].sampler_name)
     assert low == pytest.approx(0.0, abs=1e-6) and 0 < high < 1
     tagged = tag(small, "S"), tag(large, "L")
-    for fraction, expected in ((0.001, {"S", "L"}), (high - 1e-3, {"S", "L"}), (high + 1e-3, {"S"})):
+    for fraction in (0.001, high - 1e-3):
         calls.clear()
         sample(name, stitch(*tagged, fraction, "timestep"))
-        assert set(calls.names()) == expected, (fraction, calls.names())
+        assert set(calls.names()) == {"S", "L"}, (fraction, calls.names())
+    calls.clear()
+    with pytest.raises(ValueError, match=r"the large model \(\w+\) would get no step"):
+        sample(name, stitch(*tagged, high + 1e-3, "timestep"))
+    assert calls == []
 
 
 @pytest.mark.latest_host_only  # ComfyUI 0.3.64 has no Flux.2

@@ -141,3 +141,15 @@ def test_the_sweep_samples_an_all_small_setting_as_1_and_says_so(shifted, run_no
     rows = [line.split() for line in table.splitlines()[1:4]]
     assert [(row[0], row[1]) for row in rows] == [("0", "0/6"), ("0.4", "6/6"), ("1", "6/6")]
     assert "0.4: every step small: the same as 1" in table.splitlines()
+
+
+@pytest.mark.parametrize("scheduler, highest", [("normal", 0.999), ("karras", 0.999), ("simple", 0.833)])
+def test_where_an_sd_schedule_leaves_the_large_model_a_step_under_the_timestep_rule(scheduler, highest, large_model,
+                                                                                  run_node):
+    # the README's family table: SD1.x's discrete schedules over 6 steps (normal and karras end at t = 0)
+    from tstitch_core.coverage import fraction_range
+
+    model_sampling = large_model.get_model_object("model_sampling")
+    sigmas = run_node("BasicScheduler", model=large_model, scheduler=scheduler, steps=STEPS, denoise=1.0)[0].tolist()
+    timestep_of = lambda sigma: float(model_sampling.timestep(torch.tensor([sigma])))  # noqa: E731
+    assert fraction_range("timestep", 1, STEPS - 1, sigmas, timestep_of, timestep_of(sigmas[0])) == (0.001, highest)

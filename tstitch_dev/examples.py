@@ -93,8 +93,8 @@ NEEDS_STAND_IN_TEXT_ENCODER = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b", "w
                                "sd35_large_medium_pair", "ltxv_13b_2b_distilled_pair", "flux2_dev_klein_4b_guider"}
 
 
-# the thumbnail's run takes at most 2 steps per sampler; T-Stitch Stages refuses a stage with no step, and three
-# stages until 0.2, 0.7 need 4 (1, 2 and 1)
+# the thumbnail's run takes at most 2 steps per sampler; three stages until 0.2, 0.7 need 4 for each to run one
+# (1, 2 and 1), and with fewer the last stage would get none, which T-Stitch Stages refuses
 MOST_STEPS = {"sd15_stages_large_small_large": 4}
 # examples whose thumbnails show the graph unrun: Stage Sigmas fixes the step counts (no steps widget to lower),
 # and 20 steps at 512 pixels take minutes on a CPU (the server tests run it at 64 pixels)
