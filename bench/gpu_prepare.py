@@ -30,12 +30,12 @@ CARRY_LIMIT = 64 * MIB  # what one call of the GPU machine carries: the tree and
 CARRY_MARGIN = 1 * MIB  # for files the tree gains between --prepare and the calls
 # what the GPU machines have (besides the standard library and what these require)
 GPU_MACHINE_HAS = ("torch", "transformers", "einops", "safetensors", "aiohttp", "scipy")
-# Beyond those, what the pack's load and the check import: ComfyUI's core and comfy_api
-# (av, comfy-kitchen, comfy-aimdo, torchsde, pillow, psutil) and the pack (torchvision, kornia). Left out:
-# torchaudio (core imports it guarded) and the requirements only some comfy_extras modules import (spandrel,
-# sqlalchemy, ...): those modules are reported as IMPORT FAILED there, and the check uses none of them.
+# Beyond those, what the pack's load and the check import: ComfyUI's core and comfy_api (av, comfy-kitchen,
+# comfy-aimdo, torchsde, pillow, psutil, torchaudio: comfy/sd.py imports an audio VAE) and the pack (torchvision,
+# kornia). Left out: the requirements only some comfy_extras modules import (spandrel, sqlalchemy, requests, ...):
+# those modules are reported as IMPORT FAILED there, and the check uses none of them.
 WHEELS = ("comfy-kitchen", "av", "comfy-aimdo", "torchsde", "trampoline", "pillow", "psutil", "torchvision",
-          "kornia", "kornia-rs")
+          "torchaudio", "kornia", "kornia-rs")
 PLATFORM = ("--python-version", "3.12", "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
             "--platform", "manylinux2014_x86_64", "--platform", "any")
 # the host less its models, its own tests and what the server and frontend alone use
@@ -197,17 +197,17 @@ def install_carried(prepared: Path = PREPARED, python: str = sys.executable) -> 
     returns what it did."""
     done, site = [], prepared / "site"
     for carry in sorted(prepared.glob("carry-*")):
-        for wheel in sorted(carry.glob("*.whl")):
-            marker = site / ".installed" / wheel.name
-            if marker.exists():
-                continue
+        wheels = [w for w in sorted(carry.glob("*.whl")) if not (site / ".installed" / w.name).exists()]
+        if wheels:
             command = [python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--upgrade",
-                       "--target", str(site), str(wheel)]
+                       "--target", str(site), *map(str, wheels)]
             if subprocess.run(command).returncode:
-                raise PrepareError(f"T-Stitch gpu-check: installing {wheel.name} failed (above).")
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            done.append(wheel.name)
+                raise PrepareError(f"T-Stitch gpu-check: installing {', '.join(w.name for w in wheels)} into {site} "
+                                   "failed (above).")
+            (site / ".installed").mkdir(parents=True, exist_ok=True)
+            for wheel in wheels:
+                (site / ".installed" / wheel.name).touch()
+                done.append(wheel.name)
         archive = carry / HOST_ARCHIVE
         stamp = prepared / "host" / ".archive-size"
         if archive.exists() and not (stamp.exists() and stamp.read_text() == str(archive.stat().st_size)):

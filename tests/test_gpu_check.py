@@ -26,7 +26,7 @@ pytestmark = pytest.mark.latest_host_only
 # the wheels' sizes as `./tstitch gpu-check --prepare` downloaded them on 2026-12-06 (Python 3.12, manylinux x86-64)
 DOWNLOADED_BYTES = {"comfy-kitchen": 58541121, "av": 35786210, "comfy-aimdo": 342188, "torchsde": 61232,
                     "trampoline": 5173, "pillow": 7144542, "psutil": 155560, "torchvision": 7522205,
-                    "kornia": 1940302, "kornia-rs": 5339861}
+                    "torchaudio": 1771992, "kornia": 1940302, "kornia-rs": 5339861}
 
 
 def test_help_names_the_prepare_step_and_what_is_checked():
