@@ -114,7 +114,8 @@ def main(argv=None) -> int:
 
 def orchestrate(cpu: bool, out: Path | None) -> int:
     started = time.time()
-    phases = {}
+    cpu = cpu or not cuda_available()
+    phases, code = {}, 0
     with tempfile.TemporaryDirectory() as scratch:
         for phase in (DYNAMIC, STATIC):
             if phases and phases[DYNAMIC]["device_type"] == "cpu":
@@ -125,10 +126,13 @@ def orchestrate(cpu: bool, out: Path | None) -> int:
             print(f"=== {phase} ===", flush=True)
             code = subprocess.run(command, cwd=gpu_prepare.PACK_ROOT).returncode
             if not path.exists():
-                print(f"T-Stitch gpu-check: the '{phase}' process ended (exit {code}) before writing its results",
-                      file=sys.stderr)
-                return code or 1
+                print(f"T-Stitch gpu-check: the '{phase}' process ended (exit {code}) before writing its results; "
+                      "the report holds the phases before it", file=sys.stderr)
+                code = code or 1
+                break
             phases[phase] = json.loads(path.read_text())
+    if not phases:
+        return code
     report = {"seconds": time.time() - started, "phases": phases}
     out = out or RESULTS / slug(phases[DYNAMIC]["device_name"])
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,14 @@ def orchestrate(cpu: bool, out: Path | None) -> int:
     print(markdown)
     print(f"Results in {out}")
     failed = [c["check"] for p in phases.values() for c in p["checks"] if not c["passed"]]
-    return 1 if failed else 0
+    return 1 if failed or code else 0
+
+
+def cuda_available() -> bool:
+    # here only, in the parent: each phase's own process must start comfy-aimdo before it imports torch
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def slug(name: str) -> str:

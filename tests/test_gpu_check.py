@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -242,3 +243,43 @@ def test_each_call_installs_what_it_carried_once_and_unpacks_the_host(tmp_path):
     assert (prepared / "host" / "comfy" / "samplers.py").exists() and not (prepared / "host" / "models").exists()
     (site / ".installed" / wheels[0].name).unlink()  # as a machine that went back between the calls
     assert gpu_prepare.missing_wheels(prepared) == [wheels[0].name]
+
+
+def test_through_tstitch_a_call_installs_and_a_machine_that_went_back_is_named(tmp_path):
+    # ./tstitch's gpu-check case where no managed environment exists, as on the GPU machines: a copy of the
+    # entry point and bench/, the calls laid out one file each
+    tree = tmp_path / "tree"
+    (tree / "bench").mkdir(parents=True)
+    shutil.copy2(ROOT / "tstitch", tree / "tstitch")
+    for name in ("__init__.py", "gpu_check.py", "gpu_prepare.py"):
+        shutil.copy2(ROOT / "bench" / name, tree / "bench" / name)
+    host = tmp_path / "ComfyUI"
+    host.mkdir()
+    (host / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
+    wheels = [pure_wheel(tmp_path, "tstitch_fake_one", "1.0"), pure_wheel(tmp_path, "tstitch_fake_two", "2.0")]
+    archive = gpu_prepare.pack_host(host, tmp_path / gpu_prepare.HOST_ARCHIVE)
+    room = max(path.stat().st_size for path in [*wheels, archive])
+    prepared = tree / ".gpu-check"
+    plan = gpu_prepare.lay_out(wheels, archive, gpu_prepare.CARRY_LIMIT - gpu_prepare.CARRY_MARGIN - room, prepared)
+    first_wheel = plan["calls"][0]["files"][0]
+    assert first_wheel.endswith(".whl")
+    env = {key: value for key, value in os.environ.items() if key not in ("TSTITCH_VENV", "COMFYUI_PATH")}
+    env.update(TSTITCH_PYTHON=sys.executable, TSTITCH_CACHE=str(tmp_path / "no-environment-here"))
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for later in ("carry-2", "carry-3"):  # the first call carries only carry-1
+        (prepared / later).rename(aside / later)
+    first = subprocess.run([str(tree / "tstitch"), "gpu-check", "--install"], cwd=tree, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert f"installed {first_wheel}" in first.stdout
+    assert (prepared / "site" / ".installed" / first_wheel).exists()
+    # the machine went back: a fresh one gets only the second call's folders
+    shutil.rmtree(prepared / "site")
+    shutil.rmtree(prepared / "carry-1")
+    for later in ("carry-2", "carry-3"):
+        (aside / later).rename(prepared / later)
+    second = subprocess.run([str(tree / "tstitch"), "gpu-check"], cwd=tree, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 1
+    assert f"T-Stitch gpu-check: {first_wheel} not installed" in second.stderr and "went back" in second.stderr
