@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tstitch_dev import models
+
 from . import gpu_prepare
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu"
@@ -47,16 +49,16 @@ class Sizes:
     steps: int
     fractions: tuple[float, ...]
     repeats: int
+    wan: tuple[str, tuple[int, int, int], int]  # --wan: (pair, (width, height, frames), steps), one round at 0.4
 
 
-GPU = Sizes(512, 10, (("sd15-bk-sdm-tiny", 512), ("dit-s-xl", 256)), 20, (0.2, 0.4, 0.6), 3)
-SMOKE = Sizes(64, 3, (("mini", 64), ("tiny-dit", 64)), 2, (0.5,), 1)
+GPU = Sizes(512, 10, (("sd15-bk-sdm-tiny", 512), ("dit-s-xl", 256)), 20, (0.2, 0.4, 0.6), 3,
+            ("wan-1.3b-14b", (832, 480, 17), 10))
+SMOKE = Sizes(64, 3, (("mini", 64), ("tiny-dit", 64)), 2, (0.5,), 1, ("tiny-wan", (64, 64, 5), 2))
 
 
 def speed_pair(name: str):
     """bench.run's pair of that name, or "mini": the one-level SD1.5 pair most tests sample with (the smoke's)."""
-    from tstitch_dev import models
-
     from .run import PAIRS, Pair
 
     if name == "mini":
@@ -76,6 +78,9 @@ def parse_args(argv):
     parser.add_argument("--install", action="store_true", help=(
         "there: install what this call carried (.gpu-check/carry-N) into .gpu-check/site and stop"))
     parser.add_argument("--cpu", action="store_true", help="the CPU smoke (test sizes) even where a GPU is")
+    parser.add_argument("--wan", action="store_true", help=(
+        "last, with dynamic VRAM on only and outside the 4-minute budget: a Wan 2.1 1.3B -> 14B-sized pair (random "
+        "fp16 weights built on the GPU; 14B is about 28 GB), 832x480, 17 frames, 10 steps, one round at 0.4"))
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/gpu/<device>)")
     parser.add_argument("--phase", choices=(DYNAMIC, STATIC), help=argparse.SUPPRESS)  # one child process's part
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
@@ -106,13 +111,13 @@ def main(argv=None) -> int:
     except gpu_prepare.PrepareError as error:
         sys.exit(str(error))
     if args.phase:
-        return run_phase(args.phase, args.cpu, args.json, args.deadline)
-    return orchestrate(args.cpu, args.out)
+        return run_phase(args.phase, args.cpu, args.json, args.deadline, args.wan)
+    return orchestrate(args.cpu, args.out, args.wan)
 
 
 # --- the parent: one child process per phase, then the report ---
 
-def orchestrate(cpu: bool, out: Path | None) -> int:
+def orchestrate(cpu: bool, out: Path | None, wan: bool = False) -> int:
     started = time.time()
     cpu = cpu or not cuda_available()
     phases, code = {}, 0
@@ -122,7 +127,8 @@ def orchestrate(cpu: bool, out: Path | None) -> int:
                 break  # no dynamic VRAM on the CPU: the second phase would run the same code
             path = Path(scratch) / f"{len(phases)}.json"
             command = [sys.executable, *(["-S"] if sys.flags.no_site else []), "-m", "bench.gpu_check", "--phase",
-                       phase, "--json", str(path), "--deadline", str(started + BUDGET_S), *(["--cpu"] if cpu else [])]
+                       phase, "--json", str(path), "--deadline", str(started + BUDGET_S), *(["--cpu"] if cpu else []),
+                       *(["--wan"] if wan and phase == DYNAMIC else [])]
             print(f"=== {phase} ===", flush=True)
             code = subprocess.run(command, cwd=gpu_prepare.PACK_ROOT).returncode
             if not path.exists():
@@ -196,7 +202,8 @@ def to_markdown(report: dict) -> str:
             table = pair["table"]
             for row in table["rows"]:
                 lines.append(f"| {pair['title']} | {phase} | {pair['setting']} | {row['fraction']:g} | "
-                             f"{row['small_steps']} | {table['large']['median']:.4g} | {table['small']['median']:.4g} | "
+                             f"{row['small_steps']} | {table['large']['median']:.4g} | "
+                             f"{table['small']['median']:.4g} | "
                              f"{row['stitched']['median']:.4g} | {row['speedup']:.3f}x | {row['ideal_speedup']:.3f}x | "
                              f"{row['stitched']['median'] / row['ideal']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -293,7 +300,7 @@ def compare(actual, expected) -> tuple[bool, str]:
     return difference <= TOLERANCE, f"max difference {difference:.1e} of the output's scale (tolerance {TOLERANCE:g})"
 
 
-def run_phase(phase: str, cpu: bool, out: Path, deadline: float | None) -> int:
+def run_phase(phase: str, cpu: bool, out: Path, deadline: float | None, wan: bool = False) -> int:
     started = time.perf_counter()
     host, note = start_comfyui(phase, cpu)
     import torch
@@ -314,7 +321,8 @@ def run_phase(phase: str, cpu: bool, out: Path, deadline: float | None) -> int:
     with torch.inference_mode():  # as ComfyUI's executor runs nodes
         exactness(recorder, sizes, dynamic)
         print(f"[{time.perf_counter() - started:.0f} s] exactness checked", flush=True)
-        speed, memory = speed_and_memory(recorder, sizes, dynamic, device, deadline if device.type == "cuda" else None)
+        speed, memory = speed_and_memory(recorder, sizes, dynamic, device, deadline if device.type == "cuda" else None,
+                                         wan)
         print(f"[{time.perf_counter() - started:.0f} s] speed and memory measured", flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     out.write_text(json.dumps({"phase": phase, "dynamic": dynamic, "dynamic_note": note, "device_type": device.type,
@@ -338,12 +346,12 @@ def is_dynamic(patcher) -> bool:
     return bool(getattr(patcher, "is_dynamic", lambda: False)())
 
 
-def expect_dynamic(models: dict, dynamic: bool) -> tuple[bool, str]:
+def expect_dynamic(patchers: dict, dynamic: bool) -> tuple[bool, str]:
     import comfy.model_management as mm
 
-    mm.load_models_gpu(list(models.values()))
-    found = {name: is_dynamic(m) for name, m in models.items()}
-    detail = ", ".join(f"{name} {type(m).__name__} is_dynamic() {found[name]}" for name, m in models.items())
+    mm.load_models_gpu(list(patchers.values()))
+    found = {name: is_dynamic(m) for name, m in patchers.items()}
+    detail = ", ".join(f"{name} {type(m).__name__} is_dynamic() {found[name]}" for name, m in patchers.items())
     return all(value == dynamic for value in found.values()), detail
 
 
@@ -353,7 +361,6 @@ def exactness(recorder: Recorder, sizes: Sizes, dynamic: bool) -> None:
     import nodes
     import torch
 
-    from tstitch_dev import models
     from tstitch_dev.testing import reference_model
 
     folder_paths.add_model_folder_path("diffusion_models", str(models.MODEL_CACHE))
@@ -419,55 +426,94 @@ def hook(conditioning, spec):
                     hooks=hooks)[0]
 
 
-def speed_and_memory(recorder: Recorder, sizes: Sizes, dynamic: bool, device, deadline: float | None):
+def speed_and_memory(recorder: Recorder, sizes: Sizes, dynamic: bool, device, deadline: float | None,
+                     wan: bool = False):
     """Each real-size pair: is_dynamic on its models, bench/measure.py's interleaved rounds, then one stitched
-    sampling with offload off and on, its free VRAM at each handover and its peak."""
+    sampling with offload off and on, its free VRAM at each handover and its peak; the Wan pair last (--wan)."""
     import gc
 
-    import torch
-
     import comfy.model_management as mm
-    import nodes
 
-    from .measure import CHAINED, LARGE, SMALL, STITCHED, Config, Settings, Workload, measure, warm_up
+    from .measure import CHAINED, LARGE, SMALL, STITCHED, Config, measure, warm_up
     from .report import build_table
-    from .run import DIT_SAMPLING, describe_model, load_model, random_conds
+    from .run import describe_model
 
-    dtype_name = "fp32" if device.type == "cpu" else "fp16"
-    dtype = torch.float32 if device.type == "cpu" else torch.float16
+    runs = [(name, size, sizes.steps, sizes.fractions, sizes.repeats) for name, size in sizes.speed]
+    if wan:
+        name, size, steps = sizes.wan
+        runs.append((name, size, steps, (EXACT_FRACTION,), 1))
     speed, memory = [], []
-    for pair_name, size in sizes.speed:
-        if deadline is not None and time.time() > deadline - SPEED_RESERVE_S:
-            speed.append({"pair": pair_name, "skipped": "the check's time budget was spent"})
+    for name, size, steps, fractions, repeats in runs:
+        if deadline is not None and time.time() > deadline - SPEED_RESERVE_S and not name.startswith("wan"):
+            speed.append({"pair": name, "skipped": "the check's time budget was spent"})
             continue
-        pair = speed_pair(pair_name)
-        sampling = DIT_SAMPLING if pair.is_dit else {"sampler": "euler", "scheduler": "normal", "cfg": 7.0}
-        settings = Settings(sizes.steps, size, sampling["sampler"], sampling["scheduler"], sampling["cfg"], 0)
-        large, small = load_model(pair.large, dtype), load_model(pair.small, dtype)
-        recorder.check(f"{pair.title}: models loaded " + ("dynamic" if dynamic else "not dynamic"),
-                       lambda: expect_dynamic({"small": small, "large": large}, dynamic))
-        positive, negative = random_conds("dit" if pair.is_dit else pair.large.family, 0)
-        latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
-        workload = Workload(small, large, settings, positive, negative, latent)
+        title, workload, setting = set_up_pair(name, size, steps, device)
+        recorder.check(f"{title}: models loaded " + ("dynamic" if dynamic else "not dynamic"),
+                       lambda: expect_dynamic({"small": workload.small, "large": workload.large}, dynamic))
         warm_up(workload)
-        configs = [Config(LARGE), Config(SMALL)] + [Config(kind, f) for f in sizes.fractions
-                                                    for kind in (STITCHED, CHAINED)]
-        samples = measure(configs, workload, sizes.repeats, device)
-        table = build_table(samples, list(sizes.fractions), sizes.steps)
-        setting = (f"{size}x{size}, {sizes.steps} steps {settings.sampler}/{settings.scheduler}, cfg {settings.cfg:g}, "
-                   f"{dtype_name}, {sizes.repeats} rounds")
-        speed.append({"pair": pair_name, "title": pair.title, "setting": setting, "large": describe_model(large),
-                      "small": describe_model(small), "table": _as_dict(table)})
+        configs = [Config(LARGE), Config(SMALL)] + [Config(kind, f) for f in fractions for kind in (STITCHED, CHAINED)]
+        table = build_table(measure(configs, workload, repeats, device), list(fractions), steps)
+        speed.append({"pair": name, "title": title, "setting": f"{setting}, {repeats} rounds",
+                      "large": describe_model(workload.large), "small": describe_model(workload.small),
+                      "table": _as_dict(table)})
         for row in table.rows:
-            print(f"{pair.title} f={row.fraction:g}: speedup {row.speedup:.3f}x, ideal {row.ideal_speedup:.3f}x",
-                  flush=True)
+            print(f"{title} f={row.fraction:g}: speedup {row.speedup:.3f}x, ideal {row.ideal_speedup:.3f}x", flush=True)
         for offload in (False, True):
-            memory.append({"pair": pair.title, **handovers(workload, offload, device)})
-        del workload, small, large
+            memory.append({"pair": title, **handovers(workload, offload, device)})
+        del workload
         mm.unload_all_models()
         gc.collect()
         mm.soft_empty_cache()
     return speed, memory
+
+
+def set_up_pair(name: str, size, steps: int, device):
+    """(title, bench Workload, settings in words) of a speed pair: bench.run's pairs through their loaders in fp16
+    (fp32 on the CPU); a Wan pair built on the device, loaded from memory, with Wan's shift 8."""
+    import torch
+
+    import nodes
+
+    from .measure import Settings, Workload
+    from .run import DIT_SAMPLING, load_model, random_conds
+
+    dtype_name = "fp32" if device.type == "cpu" else "fp16"
+    dtype = torch.float32 if device.type == "cpu" else torch.float16
+    if name in WAN_PAIRS:
+        small_spec, large_spec = WAN_PAIRS[name]
+        large, small = (wan_model(spec, device, dtype) for spec in (large_spec, small_spec))
+        generator = torch.Generator().manual_seed(0)  # UMT5-XXL embeddings' shape
+        positive, negative = ([[torch.randn(1, 16, 4096, generator=generator), {}]] for _ in range(2))
+        width, height, frames = size
+        latent = run_node("EmptyHunyuanLatentVideo", width=width, height=height, length=frames, batch_size=1)[0]
+        settings = Settings(steps, width, "euler", "simple", 5.0, 0)
+        return ("Wan 2.1 1.3B -> 14B" if name == "wan-1.3b-14b" else "test-sized Wan pair",
+                Workload(small, large, settings, positive, negative, latent),
+                f"{width}x{height}x{frames} frames, {steps} steps euler/simple, shift 8, cfg 5, {dtype_name}")
+    pair = speed_pair(name)
+    sampling = DIT_SAMPLING if pair.is_dit else {"sampler": "euler", "scheduler": "normal", "cfg": 7.0}
+    settings = Settings(steps, size, sampling["sampler"], sampling["scheduler"], sampling["cfg"], 0)
+    large, small = load_model(pair.large, dtype), load_model(pair.small, dtype)
+    positive, negative = random_conds("dit" if pair.is_dit else pair.large.family, 0)
+    latent = nodes.EmptyLatentImage().generate(size, size, 1)[0]
+    return (pair.title, Workload(small, large, settings, positive, negative, latent),
+            f"{size}x{size}, {steps} steps {settings.sampler}/{settings.scheduler}, cfg {settings.cfg:g}, {dtype_name}")
+
+
+# (small, large); tstitch_dev.models imports no torch, so it may come before comfy-aimdo
+WAN_PAIRS = {"wan-1.3b-14b": (models.WAN_1_3B, models.WAN_14B),
+             "tiny-wan": (models.TINY_WAN_SMALL, models.TINY_WAN_LARGE)}
+
+
+def wan_model(spec, device, dtype):
+    """``spec`` with seeded random weights made on ``device`` (no file: a 14B-sized one is 28 GB), through
+    ComfyUI's diffusion-model loader from memory, with ModelSamplingSD3 shift 8 as Wan runs."""
+    import comfy.sd
+    from tstitch_dev.models import build_wan_state_dict
+
+    model = comfy.sd.load_diffusion_model_state_dict(build_wan_state_dict(spec, device, dtype),
+                                                     model_options={"dtype": dtype})
+    return run_node("ModelSamplingSD3", model=model, shift=8.0)[0]
 
 
 def _as_dict(table):

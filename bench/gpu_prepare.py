@@ -121,7 +121,8 @@ def tree_bytes(root: Path = PACK_ROOT) -> int:
     return sum((root / name).stat().st_size for name in listed if name and (root / name).is_file())
 
 
-def plan_calls(sizes: dict[str, int], tree: int, limit: int = CARRY_LIMIT, margin: int = CARRY_MARGIN) -> list[list[str]]:
+def plan_calls(sizes: dict[str, int], tree: int, limit: int = CARRY_LIMIT,
+               margin: int = CARRY_MARGIN) -> list[list[str]]:
     """Files (name -> bytes) packed into as few calls as fit, largest first, each call with the tree beside it."""
     room = limit - tree - margin
     too_large = [name for name, size in sizes.items() if size > room]

@@ -71,12 +71,14 @@ def gpu_machine_site(dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The CPU smoke, its Python started without this environment's site-packages (-S), on the cut-down one."""
+    """The CPU smoke with the optional Wan pair, its Python started without this environment's site-packages (-S), on
+    the cut-down one."""
     base = tmp_path_factory.mktemp("gpu-check")
     site = gpu_machine_site(base / "site")
     out = base / "out"
-    result = subprocess.run([sys.executable, "-S", "-m", "bench.gpu_check", "--cpu", "--out", str(out)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-S", "-m", "bench.gpu_check", "--cpu", "--wan", "--out", str(out)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout, json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
 
@@ -103,23 +105,25 @@ def test_every_smoke_check_passes_and_the_cpu_is_bitwise(smoke):
     assert all("is_dynamic() False" in c["detail"] for c in checks if "models loaded" in c["check"])
 
 
-def test_the_smoke_times_both_pairs_and_its_speedups_follow_from_its_own_times(smoke):
+def test_the_smoke_times_each_pair_and_its_speedups_follow_from_its_own_times(smoke):
     speed = smoke[1]["phases"][DYNAMIC]["speed"]
-    assert [p["title"] for p in speed] == ["test-sized SD1.5 pair", "test-sized DiT pair"]
+    assert [(p["title"], p["table"]["rows"][0]["fraction"]) for p in speed] == [
+        ("test-sized SD1.5 pair", 0.5), ("test-sized DiT pair", 0.5), ("test-sized Wan pair", 0.4)]
     for pair in speed:
         table = pair["table"]
         (row,) = table["rows"]
-        assert (row["fraction"], row["small_steps"]) == (0.5, 1)
+        assert row["small_steps"] == 1  # of 2 steps
         assert math.isclose(row["speedup"], table["large"]["median"] / row["stitched"]["median"], rel_tol=1e-12)
         ideal = (table["small"]["median"] + table["large"]["median"]) / 2  # one small and one large step of two
         assert math.isclose(row["ideal"], ideal, rel_tol=1e-12)
+    assert "WAN21" in speed[2]["large"] and "WAN21" in speed[2]["small"]
 
 
 def test_the_memory_runs_hand_over_once_with_offload_off_and_on(smoke):
     memory = smoke[1]["phases"][DYNAMIC]["memory"]
     assert [(m["pair"], m["offload"]) for m in memory] == [
-        ("test-sized SD1.5 pair", False), ("test-sized SD1.5 pair", True),
-        ("test-sized DiT pair", False), ("test-sized DiT pair", True)]
+        (pair, offload) for pair in ("test-sized SD1.5 pair", "test-sized DiT pair", "test-sized Wan pair")
+        for offload in (False, True)]
     for run in memory:
         assert run["calls"] == "SL"  # 2 steps at 0.4: one small call, then the large
         assert [name for name, _ in run["handovers"]] == ["small", "large"]
@@ -132,7 +136,8 @@ def test_the_markdown_has_a_row_per_check_and_per_timed_fraction(smoke):
     for check in phase["checks"]:
         assert re.search(rf"^\| {re.escape(check['check'])} \| PASS: ", markdown, re.M), check["check"]
     assert markdown.count("| test-sized SD1.5 pair | dynamic VRAM on | 64x64, 2 steps euler/normal") == 1
-    assert "## Memory" in markdown and markdown.count("| dynamic VRAM on | on |") == 2
+    assert markdown.count("| test-sized Wan pair | dynamic VRAM on | 64x64x5 frames, 2 steps euler/simple") == 1
+    assert "## Memory" in markdown and markdown.count("| dynamic VRAM on | on |") == 3
 
 
 def test_compare_is_bitwise_then_within_the_stated_tolerance():
@@ -183,8 +188,8 @@ def test_prepare_packs_the_host_code_and_each_call_carries_under_64_mib(tmp_path
     archive = next(prepared.glob(f"carry-*/{gpu_prepare.HOST_ARCHIVE}"))
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    for needed in ("host/comfyui_version.py", "host/nodes.py", "host/comfy/samplers.py", "host/comfy_api/latest/__init__.py",
-                   "host/comfy_extras/nodes_hooks.py", "host/requirements.txt"):
+    for needed in ("host/comfyui_version.py", "host/nodes.py", "host/comfy/samplers.py",
+                   "host/comfy_api/latest/__init__.py", "host/comfy_extras/nodes_hooks.py", "host/requirements.txt"):
         assert needed in names, needed
     assert not any(part in gpu_prepare.HOST_LEFT_OUT for name in names for part in Path(name).parts[1:2])
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
@@ -211,7 +216,8 @@ def pure_wheel(folder: Path, name: str, version: str) -> Path:
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr(f"{name}/__init__.py", f"NAME = {name!r}\n")
         wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/WHEEL",
+                       "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         wheel.writestr(f"{info}/RECORD", "")
     return path
 
