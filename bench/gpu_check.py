@@ -10,7 +10,7 @@ before torch is imported, init_devices, ModelPatcherDynamic as CoreModelPatcher)
   call and after each handover, peak allocated VRAM, with and without offload;
 - speed at real sizes in fp16 with random weights (bench/measure.py's interleaved rounds): SD1.5 + BK-SDM-Tiny
   at 512x512 and DiT-S/2 -> DiT-XL/2 at 256x256, each fraction's speedup over the large model alone and over the
-  ideal time from the measured per-step costs.
+  ideal time from the measured per-step costs; with --wan, last, a Wan 2.1 1.3B -> 14B-sized pair.
 Without a GPU the same code runs once at test sizes on the CPU (the test suite's smoke). Writes results.json and
 results.md to bench/results/gpu/<device>/; exits 1 when a check fails.
 """
