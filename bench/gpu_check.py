@@ -67,7 +67,8 @@ def speed_pair(name: str):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="./tstitch gpu-check", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="./tstitch gpu-check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="On a GPU machine that reaches nothing outside: --prepare here, then the "
                                             "calls it prints (README, 'GPU check').")
     parser.add_argument("--prepare", action="store_true", help=(

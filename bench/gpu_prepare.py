@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -199,16 +200,20 @@ def install_carried(prepared: Path = PREPARED, python: str = sys.executable) -> 
     done, site = [], prepared / "site"
     for carry in sorted(prepared.glob("carry-*")):
         wheels = [w for w in sorted(carry.glob("*.whl")) if not (site / ".installed" / w.name).exists()]
-        if wheels:
+        if wheels and has_pip(python):
             command = [python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--upgrade",
                        "--target", str(site), *map(str, wheels)]
             if subprocess.run(command).returncode:
                 raise PrepareError(f"T-Stitch gpu-check: installing {', '.join(w.name for w in wheels)} into {site} "
                                    "failed (above).")
-            (site / ".installed").mkdir(parents=True, exist_ok=True)
+        elif wheels:  # no pip there: a wheel without dependencies installs by unpacking it
             for wheel in wheels:
-                (site / ".installed" / wheel.name).touch()
-                done.append(wheel.name)
+                with zipfile.ZipFile(wheel) as archive:
+                    archive.extractall(site)
+        (site / ".installed").mkdir(parents=True, exist_ok=True)
+        for wheel in wheels:
+            (site / ".installed" / wheel.name).touch()
+            done.append(wheel.name)
         archive = carry / HOST_ARCHIVE
         stamp = prepared / "host" / ".archive-size"
         if archive.exists() and not (stamp.exists() and stamp.read_text() == str(archive.stat().st_size)):
@@ -218,6 +223,13 @@ def install_carried(prepared: Path = PREPARED, python: str = sys.executable) -> 
             stamp.write_text(str(archive.stat().st_size))
             done.append(HOST_ARCHIVE)
     return done
+
+
+def has_pip(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def missing_wheels(prepared: Path = PREPARED) -> list[str]:

@@ -222,7 +222,8 @@ def pure_wheel(folder: Path, name: str, version: str) -> Path:
     return path
 
 
-def test_each_call_installs_what_it_carried_once_and_unpacks_the_host(tmp_path):
+@pytest.mark.parametrize("python", [sys.executable, "/bin/false"], ids=["pip", "no-pip"])
+def test_each_call_installs_what_it_carried_once_and_unpacks_the_host(python, tmp_path):
     host = tmp_path / "ComfyUI"
     (host / "comfy").mkdir(parents=True)
     (host / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
@@ -240,9 +241,9 @@ def test_each_call_installs_what_it_carried_once_and_unpacks_the_host(tmp_path):
                                prepared=prepared)
     assert len(plan["calls"]) == 3
     assert gpu_prepare.missing_wheels(prepared) == sorted(w.name for w in wheels)
-    done = gpu_prepare.install_carried(prepared)
+    done = gpu_prepare.install_carried(prepared, python)
     assert sorted(done) == sorted([w.name for w in wheels] + [gpu_prepare.HOST_ARCHIVE])
-    assert gpu_prepare.install_carried(prepared) == []  # a second call installs nothing again
+    assert gpu_prepare.install_carried(prepared, python) == []  # a second call installs nothing again
     assert gpu_prepare.missing_wheels(prepared) == []
     site = prepared / "site"
     assert (site / "tstitch_fake_two" / "__init__.py").read_text() == "NAME = 'tstitch_fake_two'\n"
@@ -253,12 +254,12 @@ def test_each_call_installs_what_it_carried_once_and_unpacks_the_host(tmp_path):
 
 def test_through_tstitch_a_call_installs_and_a_machine_that_went_back_is_named(tmp_path):
     # ./tstitch's gpu-check case where no managed environment exists, as on the GPU machines: a copy of the
-    # entry point and bench/, the calls laid out one file each
+    # entry point, bench/ and tstitch_dev/, the calls laid out one file each
     tree = tmp_path / "tree"
-    (tree / "bench").mkdir(parents=True)
+    tree.mkdir()
     shutil.copy2(ROOT / "tstitch", tree / "tstitch")
-    for name in ("__init__.py", "gpu_check.py", "gpu_prepare.py"):
-        shutil.copy2(ROOT / "bench" / name, tree / "bench" / name)
+    for folder in ("bench", "tstitch_dev"):
+        shutil.copytree(ROOT / folder, tree / folder, ignore=shutil.ignore_patterns("results", "__pycache__"))
     host = tmp_path / "ComfyUI"
     host.mkdir()
     (host / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
