@@ -327,7 +327,8 @@ def run_phase(phase: str, cpu: bool, out: Path, deadline: float | None, wan: boo
         print(f"[{time.perf_counter() - started:.0f} s] speed and memory measured", flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     out.write_text(json.dumps({"phase": phase, "dynamic": dynamic, "dynamic_note": note, "device_type": device.type,
-                               "device_name": name, "machine": describe_machine(device, comfyui_version(host)),
+                               "device_name": name, "host": str(host),
+                               "machine": describe_machine(device, comfyui_version(host)),
                                "checks": recorder.checks, "memory": memory, "speed": speed}, indent=1))
     return 0
 
@@ -379,7 +380,12 @@ def exactness(recorder: Recorder, sizes: Sizes, dynamic: bool) -> None:
     recorder.check("test-sized models loaded " + ("dynamic" if dynamic else "not dynamic"),
                    lambda: expect_dynamic({"small": small, "large": large, "stitched": stitch(small, large, 0.4)},
                                           dynamic))
-    alone = {"small": sample(small), "large": sample(large)}
+    alone = {}
+    recorder.check("each model alone samples", lambda: (alone.update(small=sample(small), large=sample(large)) or True,
+                                                        f"{sizes.exact_size}x{sizes.exact_size}, {sizes.exact_steps} "
+                                                        "steps euler"))
+    if not alone:
+        return  # the comparisons below need both
     differ = "" if not torch.equal(alone["small"], alone["large"]) else " (but the two models alone are equal)"
     recorder.check("f = 0 equals the large model alone", lambda: with_note(compare(sample(stitch(small, large, 0.0)),
                                                                                    alone["large"]), differ))
@@ -395,7 +401,11 @@ def exactness(recorder: Recorder, sizes: Sizes, dynamic: bool) -> None:
     recorder.check(f"f = {EXACT_FRACTION:g} equals the hand-routed reference", reference)
     recorder.check("offload_idle_model on equals off", lambda: compare(
         sample(stitch(small, large, EXACT_FRACTION, offload=True)), sample(stitch(small, large, EXACT_FRACTION))))
-    hooked = tuple(hook(c, models.MINI_SD15_LARGE) for c in conds)
+    hooked = []
+    recorder.check("a scheduled LoRA hook on both prompts (CreateHookLora, ConditioningSetProperties)", lambda: (
+        hooked.extend(hook(c, models.MINI_SD15_LARGE) for c in conds) or True, "LoRA for the large model's layout"))
+    if not hooked:
+        return
     recorder.check("hooked prompts: f = 0 equals the large model alone with them", lambda: compare(
         sample(stitch(small, large, 0.0), hooked), sample(large, hooked)))
     recorder.check("hooked prompts: f = 1 equals the small model alone with them", lambda: compare(
@@ -448,20 +458,22 @@ def speed_and_memory(recorder: Recorder, sizes: Sizes, dynamic: bool, device, de
         if deadline is not None and time.time() > deadline - SPEED_RESERVE_S and not name.startswith("wan"):
             speed.append({"pair": name, "skipped": "the check's time budget was spent"})
             continue
-        title, workload, setting = set_up_pair(name, size, steps, device)
-        recorder.check(f"{title}: models loaded " + ("dynamic" if dynamic else "not dynamic"),
-                       lambda: expect_dynamic({"small": workload.small, "large": workload.large}, dynamic))
-        warm_up(workload)
-        configs = [Config(LARGE), Config(SMALL)] + [Config(kind, f) for f in fractions for kind in (STITCHED, CHAINED)]
-        table = build_table(measure(configs, workload, repeats, device), list(fractions), steps)
-        speed.append({"pair": name, "title": title, "setting": f"{setting}, {repeats} rounds",
-                      "large": describe_model(workload.large), "small": describe_model(workload.small),
-                      "table": _as_dict(table)})
-        for row in table.rows:
-            print(f"{title} f={row.fraction:g}: speedup {row.speedup:.3f}x, ideal {row.ideal_speedup:.3f}x", flush=True)
-        for offload in (False, True):
-            memory.append({"pair": title, **handovers(workload, offload, device)})
-        del workload
+        def timed():
+            title, workload, setting = set_up_pair(name, size, steps, device)
+            recorder.check(f"{title}: models loaded " + ("dynamic" if dynamic else "not dynamic"),
+                           lambda: expect_dynamic({"small": workload.small, "large": workload.large}, dynamic))
+            warm_up(workload)
+            configs = [Config(LARGE), Config(SMALL)] + [Config(k, f) for f in fractions for k in (STITCHED, CHAINED)]
+            table = build_table(measure(configs, workload, repeats, device), list(fractions), steps)
+            speed.append({"pair": name, "title": title, "setting": f"{setting}, {repeats} rounds",
+                          "large": describe_model(workload.large), "small": describe_model(workload.small),
+                          "table": _as_dict(table)})
+            for offload in (False, True):
+                memory.append({"pair": title, **handovers(workload, offload, device)})
+            return True, "; ".join(f"f={r.fraction:g} speedup {r.speedup:.3f}x, ideal {r.ideal_speedup:.3f}x"
+                                   for r in table.rows)
+
+        recorder.check(f"{name}: timed, its memory measured", timed)
         mm.unload_all_models()
         gc.collect()
         mm.soft_empty_cache()

@@ -70,22 +70,37 @@ def gpu_machine_site(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The CPU smoke with the optional Wan pair, its Python started without this environment's site-packages (-S), on
-    the cut-down one."""
+def prepared(tmp_path_factory):
+    """(plan, .gpu-check folder) of --prepare with this host and wheels made here at the downloaded wheels' sizes."""
+    from tstitch_dev.host import find_comfyui
+
+    base = tmp_path_factory.mktemp("prepare")
+    host = find_comfyui(clone=False)
+    wheels = fake_wheels(base / "wheels", gpu_prepare.pinned_versions(host / "requirements.txt"), DOWNLOADED_BYTES)
+    return gpu_prepare.prepare(host, wheels, base / ".gpu-check"), base / ".gpu-check"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, prepared):
+    """The CPU smoke with the optional Wan pair as a GPU machine runs it: the host unpacked from --prepare's archive,
+    Python started without this environment's site-packages (-S), on the cut-down one."""
     base = tmp_path_factory.mktemp("gpu-check")
+    with tarfile.open(next(prepared[1].glob(f"carry-*/{gpu_prepare.HOST_ARCHIVE}"))) as tar:
+        tar.extractall(base, filter="data")
     site = gpu_machine_site(base / "site")
     out = base / "out"
     result = subprocess.run([sys.executable, "-S", "-m", "bench.gpu_check", "--cpu", "--wan", "--out", str(out)],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True,
-                            timeout=900)
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(site), "COMFYUI_PATH": str(base / "host")},
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout, json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
+    report = json.loads((out / "results.json").read_text())
+    return result.stdout, report, (out / "results.md").read_text(), base / "host"
 
 
-def test_the_smoke_says_dynamic_vram_is_not_available_and_runs_once(smoke):
-    stdout, report, _ = smoke
+def test_the_smoke_runs_on_the_packed_host_says_dynamic_vram_is_not_available_and_runs_once(smoke):
+    stdout, report, _, host = smoke
     assert NOT_AVAILABLE in stdout
+    assert report["phases"][DYNAMIC]["host"] == str(host)  # unpacked from --prepare's archive
     assert list(report["phases"]) == [DYNAMIC]  # on the CPU the second phase would run the same code
     phase = report["phases"][DYNAMIC]
     assert (phase["device_type"], phase["dynamic"]) == ("cpu", False)
@@ -131,7 +146,7 @@ def test_the_memory_runs_hand_over_once_with_offload_off_and_on(smoke):
 
 
 def test_the_markdown_has_a_row_per_check_and_per_timed_fraction(smoke):
-    _, report, markdown = smoke
+    _, report, markdown, _ = smoke
     phase = report["phases"][DYNAMIC]
     for check in phase["checks"]:
         assert re.search(rf"^\| {re.escape(check['check'])} \| PASS: ", markdown, re.M), check["check"]
@@ -163,14 +178,9 @@ def fake_wheels(folder: Path, versions: dict[str, str], sizes: dict[str, int]) -
     return folder
 
 
-def test_prepare_packs_the_host_code_and_each_call_carries_under_64_mib(tmp_path):
-    from tstitch_dev.host import find_comfyui
-
-    host = find_comfyui(clone=False)
-    versions = gpu_prepare.pinned_versions(host / "requirements.txt")
-    wheels = fake_wheels(tmp_path / "wheels", versions, DOWNLOADED_BYTES)
-    prepared = tmp_path / ".gpu-check"
-    plan = gpu_prepare.prepare(host, wheels, prepared)
+def test_prepare_packs_the_host_code_and_each_call_carries_under_64_mib(prepared):
+    plan, prepared = prepared
+    wheels = prepared.parent / "wheels"
     assert len(plan["calls"]) == 2  # the README documents two calls
     assert plan["tree_bytes"] == gpu_prepare.tree_bytes()
     carried = []
