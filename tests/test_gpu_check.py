@@ -168,6 +168,17 @@ def test_compare_is_bitwise_then_within_the_stated_tolerance():
     assert compare(x * float("nan"), x) == (False, "not finite")
 
 
+def test_speed_pairs_past_the_budget_are_skipped_but_not_the_wan_pair_asked_for():
+    from bench.gpu_check import BUDGET_S, SPEED_RESERVE_S, over_budget
+
+    deadline = 1000.0 + BUDGET_S
+    assert over_budget("sd15-bk-sdm-tiny", deadline, deadline - SPEED_RESERVE_S) is None
+    assert over_budget("sd15-bk-sdm-tiny", deadline, deadline - SPEED_RESERVE_S + 1) == (
+        f"less than {SPEED_RESERVE_S} s of the {BUDGET_S} s budget was left")
+    assert over_budget("wan-1.3b-14b", deadline, deadline + 60) is None  # --wan runs outside the budget
+    assert over_budget("sd15-bk-sdm-tiny", None, 1e12) is None  # the CPU smoke has no budget
+
+
 # --- --prepare and what a call installs there ---
 
 def fake_wheels(folder: Path, versions: dict[str, str], sizes: dict[str, int]) -> Path:
