@@ -107,7 +107,8 @@ def randomize_(module, seed: int) -> dict:
     """Fill ``module`` with seeded random weights in place and return its state dict."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    device = next(iter(module.state_dict().values())).device
+    generator = torch.Generator(device).manual_seed(seed)  # on the CPU, the cached files' weights
     with torch.no_grad():
         for name, tensor in module.state_dict().items():
             if not tensor.is_floating_point():
@@ -287,6 +288,9 @@ TINY_WAN_SMALL = WanSpec("tiny-wan-small", dim=128, ffn_dim=256, num_layers=1, s
 TINY_WAN_LARGE = WanSpec("tiny-wan-large", dim=256, ffn_dim=512, num_layers=2, seed=22)
 TINY_WAN_HIGH_NOISE = WanSpec("tiny-wan-high-noise", dim=128, ffn_dim=256, num_layers=2, seed=23)
 TINY_WAN_LOW_NOISE = WanSpec("tiny-wan-low-noise", dim=128, ffn_dim=256, num_layers=2, seed=24)
+# Wan 2.1 T2V 1.3B and 14B at their published sizes (the GPU check's optional pair)
+WAN_1_3B = WanSpec("wan-1.3b", dim=1536, ffn_dim=8960, num_layers=30, seed=51)
+WAN_14B = WanSpec("wan-14b", dim=5120, ffn_dim=13824, num_layers=40, seed=52)
 # Wan 2.2 A14B's image-to-video expert in miniature: 36 input channels, no CLIP image embedding
 TINY_WAN_I2V_LARGE = WanSpec("tiny-wan-i2v-large", dim=256, ffn_dim=512, num_layers=2, seed=25, in_dim=36)
 # Wan 2.2 A14B's image-to-video experts: one architecture (36 input channels, no CLIP image embedding), two sets
@@ -295,7 +299,8 @@ TINY_WAN_I2V_HIGH_NOISE = WanSpec("tiny-wan-i2v-high-noise", dim=128, ffn_dim=25
 TINY_WAN_I2V_LOW_NOISE = WanSpec("tiny-wan-i2v-low-noise", dim=128, ffn_dim=256, num_layers=2, seed=27, in_dim=36)
 
 
-def build_wan_state_dict(spec: WanSpec) -> dict:
+def build_wan_state_dict(spec: WanSpec, device="cpu", dtype=None) -> dict:
+    """Seeded random weights for ``spec``, fp32 on the CPU unless asked (a 14B-sized one is built on the GPU)."""
     import torch
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
@@ -303,7 +308,7 @@ def build_wan_state_dict(spec: WanSpec) -> dict:
     model = WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=512, in_dim=spec.in_dim, dim=spec.dim,
                      ffn_dim=spec.ffn_dim, freq_dim=256, text_dim=4096, out_dim=16, num_heads=spec.dim // 128,
                      num_layers=spec.num_layers, window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6,
-                     dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
+                     dtype=dtype or torch.float32, device=device, operations=comfy.ops.disable_weight_init)
     return randomize_(model, spec.seed)
 
 
