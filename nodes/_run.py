@@ -89,6 +89,34 @@ def started_run(plan, guider, noise, latent_image, sampler, sigmas, *args, **kwa
         run.finish()
 
 
+def has_hooks(conds: dict) -> bool:
+    """Whether any entry of converted ``conds`` carries hooks (a ControlNet's extra hooks are merged in by
+    preprocess_conds_hooks)."""
+    return any(c.get("hooks") is not None for entries in conds.values() for c in entries)
+
+
+def is_dynamic(patcher) -> bool:
+    # ModelPatcherDynamic (dynamic VRAM) is newer than the 0.3.64 floor, whose patchers have no is_dynamic
+    return getattr(patcher, "is_dynamic", lambda: False)()
+
+
+def non_dynamic_delegate(patcher: comfy.model_patcher.ModelPatcher) -> comfy.model_patcher.ModelPatcher:
+    """``patcher``'s non-dynamic delegate, as CFGGuider.inner_set_conds swaps in for a dynamic model whose
+    conditioning has hooks (ModelPatcherDynamic can't apply hook weights). The delegate's weights (a second load of
+    the model's file) are kept on the first patcher of its clones, as core keeps them on the patcher it is asked,
+    so that the clones made for each run (a guider's delegate of the stitched model clones its stages) share them
+    instead of loading the file again each run."""
+    root = patcher
+    while (isinstance(root.parent, comfy.model_patcher.ModelPatcher) and is_dynamic(root.parent)
+           and root.parent.model is patcher.model):
+        root = root.parent
+    if root is not patcher:
+        if root.non_dynamic_delegate_model is None:
+            root.get_non_dynamic_delegate()
+        patcher.non_dynamic_delegate_model = root.non_dynamic_delegate_model
+    return patcher.get_non_dynamic_delegate()
+
+
 class StageRun:
     """An earlier model of the pass, set up as CFGGuider.sample sets up the model it samples."""
 
@@ -109,6 +137,9 @@ class StageRun:
             conds = guider.conds  # the guider's, hooks filtered; processed by the large model later
         self.own_conds = conds if own is not None else None
         self.processed_conds = None
+        if is_dynamic(self.patcher) and has_hooks(conds):
+            self.patcher = non_dynamic_delegate(self.patcher)
+            run.patchers[index] = self.patcher
         self.saved_hook_mode = self.patcher.hook_mode
         if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
             self.patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
@@ -384,7 +415,7 @@ class StitchRun:
             return executor(prepared_model, noise_shape, conds, model_options=model_options, **kwargs)
 
         if not self.plan.offload_idle:
-            load = lambda _stage_model: prepare(model)  # noqa: E731  the earlier models load as additional models
+            load = lambda _stage_model: self._prepare_with_run_patchers(prepare, model)  # noqa: E731
             for stage in reversed(self.stages):
                 load = self._nest_prepare(stage, load, noise_shape, kwargs)
             return load(model)
@@ -394,6 +425,19 @@ class StitchRun:
         _, conds, models = within_prepare_wrappers(first.patcher, first.options, lambda m, *_, **__: prepare(m),
                                                    noise_shape, first.conds_for_wrappers(), **kwargs)
         return UnloadedModelView(model), conds, models
+
+    def _prepare_with_run_patchers(self, prepare, model):
+        # the earlier models load as the stitched model's additional models: the patchers this run samples with
+        # (a non-dynamic delegate for hooks) in place of the plan's, for this load only
+        planned = model.get_additional_models_with_key(TSTITCH_KEY)
+        running = [stage.patcher for stage in self.stages]
+        if len(planned) != len(running) or all(a is b for a, b in zip(planned, running)):
+            return prepare(model)
+        model.set_additional_models(TSTITCH_KEY, running)
+        try:
+            return prepare(model)
+        finally:
+            model.set_additional_models(TSTITCH_KEY, planned)
 
     @staticmethod
     def _nest_prepare(stage: StageRun, inner, noise_shape, kwargs):
@@ -405,7 +449,7 @@ class StitchRun:
         if self.pre_ran:
             raise ValueError(UNROUTABLE)
         self.pre_ran = True
-        for stage in self.plan.stages:
+        for stage in self.stages:
             stage.patcher.pre_run()
 
     def finish(self) -> None:
