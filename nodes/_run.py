@@ -498,4 +498,7 @@ def _release(patcher: comfy.model_patcher.ModelPatcher) -> None:
     # model management unloads what keep_loaded leaves out: here the model and its clones alone
     keep = [loaded for loaded in comfy.model_management.current_loaded_models
             if loaded.model is None or not loaded.model.is_clone(patcher)]
-    comfy.model_management.free_memory(1e30, patcher.load_device, keep_loaded=keep)
+    # a dynamic model (dynamic VRAM) is left to ComfyUI's paging, as load_models_gpu leaves one for another dynamic
+    # model: a full unload would drop its pinned host memory, to be pinned and streamed again at its next step
+    dynamic = {"for_dynamic": True} if is_dynamic(patcher) else {}
+    comfy.model_management.free_memory(1e30, patcher.load_device, keep_loaded=keep, **dynamic)

@@ -156,8 +156,22 @@ def test_the_guider_runs_each_side_with_hooked_prompts_on_its_delegate(hooked_si
     small_conds = hooked if hooked_side in ("small", "both") else conds
     large_conds = hooked if hooked_side in ("large", "both") else conds
     plain = guided(plain_models["small"], plain_models["large"], small_conds, large_conds, offload)
-    assert torch.equal(guided(dynamic_models["small"], dynamic_models["large"], small_conds, large_conds, offload),
-                       plain)
+    ran = set()  # (model, whether it ran on its dynamic patcher's own weights)
+
+    def recording(model, name):
+        m = model.clone()
+
+        def record(apply_model, args):
+            ran.add((name, apply_model.__self__ is model.model))
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        m.set_model_unet_function_wrapper(record)
+        return m
+
+    small, large = recording(dynamic_models["small"], "small"), recording(dynamic_models["large"], "large")
+    assert torch.equal(guided(small, large, small_conds, large_conds, offload), plain)
+    # a side without hooks stays dynamic
+    assert ran == {("small", hooked_side == "large"), ("large", hooked_side == "small")}
 
 
 def test_a_second_hooked_run_loads_no_model_file_again(dynamic_models, hooked, run_node, ksample,
@@ -178,3 +192,48 @@ def test_a_second_hooked_run_loads_no_model_file_again(dynamic_models, hooked, r
     loads.clear()
     assert torch.equal(ksample(model, steps=6, conds=hooked, seed=0), first)
     assert loads == []
+
+
+@pytest.fixture
+def free_memory_calls(monkeypatch):
+    """Each call of ComfyUI's free_memory as (device, for_dynamic); the real function runs."""
+    import comfy.model_management as mm
+
+    calls = []
+    real = mm.free_memory
+
+    def spied(memory_required, device, *args, **kwargs):
+        calls.append((str(device), kwargs.get("for_dynamic", False)))
+        return real(memory_required, device, *args, **kwargs)
+
+    monkeypatch.setattr(mm, "free_memory", spied)
+    return calls
+
+
+@pytest.mark.parametrize("three", [False, True], ids=["pair", "nested pair"])
+def test_offload_leaves_an_idle_dynamic_model_to_comfyuis_paging(three, dynamic_models, plain_models, run_node,
+                                                                 ksample, load_events, free_memory_calls):
+    import comfy.model_management as mm
+
+    name, events = load_events
+    m = {key: name(model, label) for (key, model), label in zip(dynamic_models.items(), "SBL")}
+    model = (pair(run_node, m["small"], pair(run_node, m["medium"], m["large"], 0.5, False), 0.2, True) if three
+             else pair(run_node, m["small"], m["large"], 0.4, True))
+    out = ksample(model)
+    # each handover asks model management as load_models_gpu does for dynamic models: nothing is unloaded
+    assert events == (["+S", "+B", "+L"] if three else ["+S", "+L"])
+    assert free_memory_calls and all(for_dynamic for _, for_dynamic in free_memory_calls)
+    loaded = {id(patcher.model) for patcher in mm.loaded_models() if patcher is not None}
+    assert {id(dynamic_models[k].model) for k in (("small", "medium", "large") if three else ("small", "large"))} <= loaded
+    p = plain_models
+    expected = (pair(run_node, p["small"], pair(run_node, p["medium"], p["large"], 0.5, False), 0.2, True) if three
+                else pair(run_node, p["small"], p["large"], 0.4, True))
+    assert torch.equal(out, ksample(expected))
+
+
+def test_offload_still_unloads_plain_models_fully(plain_models, run_node, ksample, load_events, free_memory_calls):
+    """Under --disable-dynamic-vram (or where ComfyUI has none) the idle model is handed back as before."""
+    name, events = load_events
+    ksample(pair(run_node, name(plain_models["small"], "S"), name(plain_models["large"], "L"), 0.4, True))
+    assert events == ["+S", "-S", "+L"]
+    assert ("cpu", False) in free_memory_calls and not any(for_dynamic for _, for_dynamic in free_memory_calls)
