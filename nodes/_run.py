@@ -81,12 +81,29 @@ def run_of(model_options: dict) -> "StitchRun":
 def started_run(plan, guider, noise, latent_image, sampler, sigmas, *args, **kwargs):
     """A run for ``guider``'s stitched model, registered while it lasts; everything it set up is undone after."""
     run = StitchRun(plan, guider, sampler, sigmas)
-    _RUNS[id(run.main)] = run
+    key = id(run.main)
+    outer = _RUNS.get(key)  # a run of the same model sampled again inside this one's pass (re-entry)
+    _RUNS[key] = run
     try:
         yield run
     finally:
-        del _RUNS[id(run.main)]
+        if outer is None:
+            _RUNS.pop(key, None)
+        else:
+            _RUNS[key] = outer
         run.finish()
+
+
+def run_all(cleanups) -> None:
+    """Call each of ``cleanups``, every one even when one before it raised; then raise the first error."""
+    error = None
+    for cleanup in cleanups:
+        try:
+            cleanup()
+        except BaseException as e:  # noqa: BLE001  re-raised below, after the rest have run
+            error = e if error is None else error
+    if error is not None:
+        raise error
 
 
 def has_hooks(conds: dict) -> bool:
@@ -141,14 +158,19 @@ class StageRun:
             self.patcher = non_dynamic_delegate(self.patcher)
             run.patchers[index] = self.patcher
         self.saved_hook_mode = self.patcher.hook_mode
-        if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
-            self.patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
-        self.prepared_options = comfy.model_patcher.create_model_options_clone(self.patcher.model_options)
-        comfy.sampler_helpers.prepare_model_patcher(self.patcher, conds, self.prepared_options)
-        if own is not None:
-            comfy.samplers.filter_registered_hooks_on_conds(conds, self.prepared_options)
-        comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.load_device,
-                                            dtype=self.patcher.model_dtype())
+        try:
+            if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
+                self.patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
+            self.prepared_options = comfy.model_patcher.create_model_options_clone(self.patcher.model_options)
+            comfy.sampler_helpers.prepare_model_patcher(self.patcher, conds, self.prepared_options)
+            if own is not None:
+                comfy.samplers.filter_registered_hooks_on_conds(conds, self.prepared_options)
+            comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.load_device,
+                                                dtype=self.patcher.model_dtype())
+        except BaseException:
+            # the stage never joins the run, so nothing else undoes what it changed on a (cached) model
+            self.restore_hooks()
+            raise
         # what this model's own wrappers see: a guider of this model alone
         self.view = comfy.samplers.CFGGuider(self.patcher)
         self.view.model_options = self.prepared_options
@@ -213,14 +235,18 @@ class StageRun:
             guider.conds, guider.cfg = saved
         return out.to(x.device)
 
-    def finish(self) -> None:
-        comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.offload_device)
+    def restore_hooks(self) -> None:
         self.patcher.hook_mode = self.saved_hook_mode
         self.patcher.restore_hook_patches()
+
+    def finish(self) -> None:
+        steps = [lambda: comfy.samplers.cast_to_load_options(self.prepared_options,
+                                                             device=self.patcher.offload_device), self.restore_hooks]
         if self.processed_conds is not None:
-            comfy.sampler_helpers.cleanup_models(self.processed_conds, [])
+            steps.append(lambda: comfy.sampler_helpers.cleanup_models(self.processed_conds, []))
         if self.run.plan.offload_idle:  # ComfyUI cleans up the additional models it loaded, not these
-            self.patcher.cleanup()
+            steps.append(self.patcher.cleanup)
+        run_all(steps)
 
 
 class StitchRun:
@@ -453,8 +479,7 @@ class StitchRun:
             stage.patcher.pre_run()
 
     def finish(self) -> None:
-        for stage in self.stages:
-            stage.finish()
+        run_all(stage.finish for stage in self.stages)
 
 
 class UnloadedModelView:
