@@ -51,6 +51,18 @@ UNROUTABLE = (
     "T-Stitch Guider), and give model_negative a plain model.")
 
 
+def refuse_multigpu(patchers) -> None:
+    """Raise when a model of the pass carries MultiGPU CFG Split's clones (ComfyUI 0.33+), which T-Stitch can't
+    drive: ComfyUI would prepare the stitched model's clones as models of their own (refused as unroutable) and
+    leave an earlier model's clones loaded and idle."""
+    split = [model_label(i, len(patchers), p) for i, p in enumerate(patchers)
+             if p.get_additional_models_with_key("multigpu")]
+    if split:
+        raise ValueError(f"T-Stitch can't split a model's steps across GPUs with MultiGPU CFG Split yet, and it is "
+                         f"applied to the {' and the '.join(split)}. Remove MultiGPU CFG Split from the models and "
+                         "the pair; to use two GPUs, put each model on its own GPU with Select Model Device.")
+
+
 def model_label(index: int, count: int, patcher: comfy.model_patcher.ModelPatcher) -> str:
     role = {0: "small model", count - 1: "large model"}.get(index, f"model {index + 1} of {count}")
     return f"{role} ({type(patcher.model.model_config).__name__})"
@@ -268,6 +280,7 @@ class StitchRun:
         validate_stage_coverage(plan.rules, covered, len(schedule) - 1)
         # one per model, each once; the stages (what the switch points divide) name a model each
         self.patchers = [stage.patcher for stage in plan.stages] + [self.main]
+        refuse_multigpu(self.patchers)
         self.stage_models = plan.stage_models
         counts = count_stage_steps(self.points, schedule, self.timestep_of)
         self.stage_names = stage_labels(plan, self.main)
