@@ -147,17 +147,20 @@ def test_the_ar_video_sampler_is_refused_before_the_first_call(small_model, larg
 
 @pytest.mark.latest_host_only  # MultiGPU CFG Split is newer than the version floor
 @pytest.mark.parametrize("where", ["pair", "small", "large"])
-def test_multigpu_cfg_split_is_refused_before_anything_loads(where, small_model, large_model, stitch, ksample, run_node,
-                                                             tag, calls, monkeypatch):
+def test_multigpu_cfg_split_is_refused_before_anything_loads(where, small_model, large_model, stitch, ksample, tag,
+                                                             calls, monkeypatch):
     """Before, ComfyUI's pre_run on the stitched model's clones gave the unroutable-guider message (the pair, the
     large model) and a split small model ran on one device, its clone loaded for nothing."""
     import torch
     import comfy.model_management
+    import comfy.multigpu
 
     # a second device name on the CPU, as a second GPU would be listed
     monkeypatch.setattr(comfy.model_management, "get_all_torch_devices",
                         lambda exclude_current=False: [torch.device("cpu"), torch.device("cpu", 0)])
-    split = lambda model: run_node("MultiGPU_WorkUnits", model=model, max_gpus=2)[0]  # noqa: E731
+    # what the MultiGPU_WorkUnits node calls, less its reuse of loaded clones: that scan fails (AttributeError on
+    # None) on the loaded models whose patchers other tests of this process let go of
+    split = lambda model: comfy.multigpu.create_multigpu_deepclones(model, 2)  # noqa: E731
     small, large = tag(small_model, "S"), tag(large_model, "L")
     model = (split(stitch(small, large)) if where == "pair" else
              stitch(split(small), large) if where == "small" else stitch(small, split(large)))
