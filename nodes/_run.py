@@ -53,6 +53,18 @@ UNROUTABLE = (
     "T-Stitch Guider), and give model_negative a plain model.")
 
 
+def refuse_multigpu(patchers) -> None:
+    """Raise when a model of the pass carries MultiGPU CFG Split's clones (ComfyUI 0.33+), which T-Stitch can't
+    drive: ComfyUI would prepare the stitched model's clones as models of their own (refused as unroutable) and
+    leave an earlier model's clones loaded and idle."""
+    split = [model_label(i, len(patchers), p) for i, p in enumerate(patchers)
+             if p.get_additional_models_with_key("multigpu")]
+    if split:
+        raise ValueError(f"T-Stitch can't split a model's steps across GPUs with MultiGPU CFG Split yet, and it is "
+                         f"applied to the {' and the '.join(split)}. Remove MultiGPU CFG Split from the models and "
+                         "the pair; to use two GPUs, put each model on its own GPU with Select Model Device.")
+
+
 def model_label(index: int, count: int, patcher: comfy.model_patcher.ModelPatcher) -> str:
     role = {0: "small model", count - 1: "large model"}.get(index, f"model {index + 1} of {count}")
     return f"{role} ({type(patcher.model.model_config).__name__})"
@@ -83,12 +95,57 @@ def run_of(model_options: dict) -> "StitchRun":
 def started_run(plan, guider, noise, latent_image, sampler, sigmas, *args, **kwargs):
     """A run for ``guider``'s stitched model, registered while it lasts; everything it set up is undone after."""
     run = StitchRun(plan, guider, sampler, sigmas)
-    _RUNS[id(run.main)] = run
+    key = id(run.main)
+    outer = _RUNS.get(key)  # a run of the same model sampled again inside this one's pass (re-entry)
+    _RUNS[key] = run
     try:
         yield run
     finally:
-        del _RUNS[id(run.main)]
+        if outer is None:
+            _RUNS.pop(key, None)
+        else:
+            _RUNS[key] = outer
         run.finish()
+
+
+def run_all(cleanups) -> None:
+    """Call each of ``cleanups``, every one even when one before it raised; then raise the first error."""
+    error = None
+    for cleanup in cleanups:
+        try:
+            cleanup()
+        except BaseException as e:  # noqa: BLE001  re-raised below, after the rest have run
+            error = e if error is None else error
+    if error is not None:
+        raise error
+
+
+def has_hooks(conds: dict) -> bool:
+    """Whether any entry of converted ``conds`` carries hooks (a ControlNet's extra hooks are merged in by
+    preprocess_conds_hooks)."""
+    return any(c.get("hooks") is not None for entries in conds.values() for c in entries)
+
+
+def is_dynamic(patcher) -> bool:
+    # ModelPatcherDynamic (dynamic VRAM) is newer than the 0.3.64 floor, whose patchers have no is_dynamic
+    return getattr(patcher, "is_dynamic", lambda: False)()
+
+
+def non_dynamic_delegate(patcher: comfy.model_patcher.ModelPatcher) -> comfy.model_patcher.ModelPatcher:
+    """``patcher``'s non-dynamic delegate, as CFGGuider.inner_set_conds swaps in for a dynamic model whose
+    conditioning has hooks (ModelPatcherDynamic can't apply hook weights). The delegate's weights (a second load of
+    the model's file) are kept on the first patcher of its clones, as core keeps them on the patcher it is asked,
+    so that the clones made for each run (a guider's delegate of the stitched model clones its stages) share them
+    instead of loading the file again each run."""
+    root = patcher
+    while (isinstance(root.parent, comfy.model_patcher.ModelPatcher) and is_dynamic(root.parent)
+           and root.parent.model is patcher.model):
+        root = root.parent
+    if root is not patcher:
+        if root.non_dynamic_delegate_model is None:
+            root.get_non_dynamic_delegate()
+        patcher.non_dynamic_delegate_model = root.non_dynamic_delegate_model
+    return patcher.get_non_dynamic_delegate()
 
 
 class StageRun:
@@ -111,15 +168,23 @@ class StageRun:
             conds = guider.conds  # the guider's, hooks filtered; processed by the large model later
         self.own_conds = conds if own is not None else None
         self.processed_conds = None
+        if is_dynamic(self.patcher) and has_hooks(conds):
+            self.patcher = non_dynamic_delegate(self.patcher)
+            run.patchers[index] = self.patcher
         self.saved_hook_mode = self.patcher.hook_mode
-        if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
-            self.patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
-        self.prepared_options = comfy.model_patcher.create_model_options_clone(self.patcher.model_options)
-        comfy.sampler_helpers.prepare_model_patcher(self.patcher, conds, self.prepared_options)
-        if own is not None:
-            comfy.samplers.filter_registered_hooks_on_conds(conds, self.prepared_options)
-        comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.load_device,
-                                            dtype=self.patcher.model_dtype())
+        try:
+            if comfy.samplers.get_total_hook_groups_in_conds(conds) <= 1:
+                self.patcher.hook_mode = comfy.hooks.EnumHookMode.MinVram
+            self.prepared_options = comfy.model_patcher.create_model_options_clone(self.patcher.model_options)
+            comfy.sampler_helpers.prepare_model_patcher(self.patcher, conds, self.prepared_options)
+            if own is not None:
+                comfy.samplers.filter_registered_hooks_on_conds(conds, self.prepared_options)
+            comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.load_device,
+                                                dtype=self.patcher.model_dtype())
+        except BaseException:
+            # the stage never joins the run, so nothing else undoes what it changed on a (cached) model
+            self.restore_hooks()
+            raise
         # what this model's own wrappers see: a guider of this model alone
         self.view = comfy.samplers.CFGGuider(self.patcher)
         self.view.model_options = self.prepared_options
@@ -184,14 +249,18 @@ class StageRun:
             guider.conds, guider.cfg = saved
         return out.to(x.device)
 
-    def finish(self) -> None:
-        comfy.samplers.cast_to_load_options(self.prepared_options, device=self.patcher.offload_device)
+    def restore_hooks(self) -> None:
         self.patcher.hook_mode = self.saved_hook_mode
         self.patcher.restore_hook_patches()
+
+    def finish(self) -> None:
+        steps = [lambda: comfy.samplers.cast_to_load_options(self.prepared_options,
+                                                             device=self.patcher.offload_device), self.restore_hooks]
         if self.processed_conds is not None:
-            comfy.sampler_helpers.cleanup_models(self.processed_conds, [])
+            steps.append(lambda: comfy.sampler_helpers.cleanup_models(self.processed_conds, []))
         if self.run.plan.offload_idle:  # ComfyUI cleans up the additional models it loaded, not these
-            self.patcher.cleanup()
+            steps.append(self.patcher.cleanup)
+        run_all(steps)
 
 
 class StitchRun:
@@ -213,6 +282,7 @@ class StitchRun:
         validate_stage_coverage(plan.rules, covered, len(schedule) - 1)
         # one per model, each once; the stages (what the switch points divide) name a model each
         self.patchers = [stage.patcher for stage in plan.stages] + [self.main]
+        refuse_multigpu(self.patchers)
         self.stage_models = plan.stage_models
         counts = count_stage_steps(self.points, schedule, self.timestep_of)
         self.stage_names = stage_labels(plan, self.main)
@@ -408,7 +478,7 @@ class StitchRun:
             return executor(prepared_model, noise_shape, conds, model_options=model_options, **kwargs)
 
         if not self.plan.offload_idle:
-            load = lambda _stage_model: prepare(model)  # noqa: E731  the earlier models load as additional models
+            load = lambda _stage_model: self._prepare_with_run_patchers(prepare, model)  # noqa: E731
             for stage in reversed(self.stages):
                 load = self._nest_prepare(stage, load, noise_shape, kwargs)
             return load(model)
@@ -418,6 +488,19 @@ class StitchRun:
         _, conds, models = within_prepare_wrappers(first.patcher, first.options, lambda m, *_, **__: prepare(m),
                                                    noise_shape, first.conds_for_wrappers(), **kwargs)
         return UnloadedModelView(model), conds, models
+
+    def _prepare_with_run_patchers(self, prepare, model):
+        # the earlier models load as the stitched model's additional models: the patchers this run samples with
+        # (a non-dynamic delegate for hooks) in place of the plan's, for this load only
+        planned = model.get_additional_models_with_key(TSTITCH_KEY)
+        running = [stage.patcher for stage in self.stages]
+        if len(planned) != len(running) or all(a is b for a, b in zip(planned, running)):
+            return prepare(model)
+        model.set_additional_models(TSTITCH_KEY, running)
+        try:
+            return prepare(model)
+        finally:
+            model.set_additional_models(TSTITCH_KEY, planned)
 
     @staticmethod
     def _nest_prepare(stage: StageRun, inner, noise_shape, kwargs):
@@ -429,12 +512,11 @@ class StitchRun:
         if self.pre_ran:
             raise ValueError(UNROUTABLE)
         self.pre_ran = True
-        for stage in self.plan.stages:
+        for stage in self.stages:
             stage.patcher.pre_run()
 
     def finish(self) -> None:
-        for stage in self.stages:
-            stage.finish()
+        run_all(stage.finish for stage in self.stages)
 
 
 class UnloadedModelView:
@@ -478,4 +560,7 @@ def _release(patcher: comfy.model_patcher.ModelPatcher) -> None:
     # model management unloads what keep_loaded leaves out: here the model and its clones alone
     keep = [loaded for loaded in comfy.model_management.current_loaded_models
             if loaded.model is None or not loaded.model.is_clone(patcher)]
-    comfy.model_management.free_memory(1e30, patcher.load_device, keep_loaded=keep)
+    # a dynamic model (dynamic VRAM) is left to ComfyUI's paging, as load_models_gpu leaves one for another dynamic
+    # model: a full unload would drop its pinned host memory, to be pinned and streamed again at its next step
+    dynamic = {"for_dynamic": True} if is_dynamic(patcher) else {}
+    comfy.model_management.free_memory(1e30, patcher.load_device, keep_loaded=keep, **dynamic)

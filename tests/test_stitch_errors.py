@@ -143,3 +143,31 @@ def test_the_ar_video_sampler_is_refused_before_the_first_call(small_model, larg
                  sigmas=run_node("BasicScheduler", model=large_model, scheduler="normal", steps=4, denoise=1.0)[0],
                  latent_image=latent())
     assert calls == []
+
+
+@pytest.mark.latest_host_only  # MultiGPU CFG Split is newer than the version floor
+@pytest.mark.parametrize("where", ["pair", "small", "large"])
+def test_multigpu_cfg_split_is_refused_before_anything_loads(where, small_model, large_model, stitch, ksample, tag,
+                                                             calls, monkeypatch):
+    """Before, ComfyUI's pre_run on the stitched model's clones gave the unroutable-guider message (the pair, the
+    large model) and a split small model ran on one device, its clone loaded for nothing."""
+    import torch
+    import comfy.model_management
+    import comfy.multigpu
+
+    # a second device name on the CPU, as a second GPU would be listed
+    monkeypatch.setattr(comfy.model_management, "get_all_torch_devices",
+                        lambda exclude_current=False: [torch.device("cpu"), torch.device("cpu", 0)])
+    # what the MultiGPU_WorkUnits node calls, less its reuse of loaded clones: that scan fails (AttributeError on
+    # None) on the loaded models whose patchers other tests of this process let go of
+    split = lambda model: comfy.multigpu.create_multigpu_deepclones(model, 2)  # noqa: E731
+    small, large = tag(small_model, "S"), tag(large_model, "L")
+    model = (split(stitch(small, large)) if where == "pair" else
+             stitch(split(small), large) if where == "small" else stitch(small, split(large)))
+    loaded = []
+    monkeypatch.setattr(comfy.model_management, "load_models_gpu", lambda models, *a, **k: loaded.append(models))
+    with pytest.raises(ValueError, match="MultiGPU CFG Split") as error:
+        ksample(model)
+    assert calls == [] and loaded == []
+    assert ("small model" if where == "small" else "large model") in str(error.value)
+    assert "Select Model Device" in str(error.value)
