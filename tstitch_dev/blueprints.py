@@ -27,7 +27,9 @@ CATEGORY = "T-Stitch"
 
 @dataclass
 class Blueprint:
-    name: str  # its file name, which the node library shows
+    # its file name, which the node library shows; short: the node search of frontend 1.49.6 found nothing for
+    # queries of 40 characters or more, and typing the whole name must find it
+    name: str
     example: str  # the example workflow it samples like
     inside: list[str]  # the example's nodes (keys) that make up the subgraph
     description: str
@@ -43,7 +45,7 @@ class Blueprint:
 
 BLUEPRINTS = [
     Blueprint(
-        "T-Stitch Wan 2.2 Lightning 4 + 4 experts sampler", "wan22_a14b_t2v_lightning_4_4",
+        "T-Stitch Wan 2.2 Lightning 4+4", "wan22_a14b_t2v_lightning_4_4",
         ["pair", "stages", "noise", "select", "guider", "sampler"],
         "Wan 2.2 A14B with the Lightning LoRAs: the high-noise expert takes the first 4 steps, the low-noise "
         "expert the last 4 (switch at t = 0.875, euler, simple, cfg 1 each), in one SamplerCustomAdvanced pass "
@@ -55,7 +57,7 @@ BLUEPRINTS = [
         {"small_model": "high_noise_model", "large_model": "low_noise_model", "small_positive": "positive",
          "small_negative": "negative"}),
     Blueprint(
-        "T-Stitch SD1.5 + BK-SDM pair sampler", "sd15_bk-sdm-tiny_pair", ["pair", "sampler"],
+        "T-Stitch SD1.5 + BK-SDM sampler", "sd15_bk-sdm-tiny_pair", ["pair", "sampler"],
         "T-Stitch for SD1.5: the small model (BK-SDM-Tiny, -Small or -Base) samples the first 40% of the steps, "
         "SD1.5 the rest, in one KSampler pass (25 dpmpp_2m karras steps, cfg 7.5). Feed it both models, the "
         "prompts and a latent.",
@@ -63,7 +65,7 @@ BLUEPRINTS = [
          ("negative", 0, "negative"), ("latent", 0, "latent_image")],
         [(0, "decode", "samples")]),
     Blueprint(
-        "T-Stitch large-small-large stages sampler", "sd15_stages_large_small_large", ["stages", "sampler"],
+        "T-Stitch large-small-large", "sd15_stages_large_small_large", ["stages", "sampler"],
         "T-Stitch Stages in FlowBlending's order: the large model lays out the first 20% of the steps, the small "
         "model runs to 70%, the large model finishes the details, in one KSampler pass (25 dpmpp_2m karras "
         "steps, cfg 7.5). Feed it the large model (stages 1 and 3), the small one, the prompts and a latent.",
@@ -95,15 +97,17 @@ _PUBLISH_JS = """async ({inside, name, description, labels}) => {
 }"""
 
 
-def publish_in_frontend(page, server, blueprint: Blueprint) -> dict:
-    """Build ``blueprint``'s example, convert its sampling nodes and publish them as the frontend does; returns
-    the file the frontend wrote to the user's subgraphs/ folder, with the category added."""
+def publish_in_frontend(page, server, blueprint: Blueprint, name: str | None = None) -> dict:
+    """Build ``blueprint``'s example, convert its sampling nodes and publish them as the frontend does (under
+    ``name``, else the blueprint's); returns the file the frontend wrote to the user's subgraphs/ folder, with
+    the category added."""
     example = blueprint.equivalent()
+    name = name or blueprint.name
     build_in_frontend(page, example)
     keys = [node.key for node in example.nodes]
-    page.evaluate(_PUBLISH_JS, {"inside": [keys.index(key) for key in blueprint.inside], "name": blueprint.name,
+    page.evaluate(_PUBLISH_JS, {"inside": [keys.index(key) for key in blueprint.inside], "name": name,
                                 "description": blueprint.description, "labels": blueprint.labels})
-    published = server.get("/api/userdata/" + urllib.parse.quote(f"subgraphs/{blueprint.name}.json", safe=""))
+    published = server.get("/api/userdata/" + urllib.parse.quote(f"subgraphs/{name}.json", safe=""))
     published["definitions"]["subgraphs"][0]["category"] = CATEGORY
     return published
 
