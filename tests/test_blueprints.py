@@ -2,6 +2,7 @@
 search into a graph in the real frontend, and sampling exactly as the example workflow each one packs up."""
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -146,7 +147,7 @@ def run_uncached(server, api):
 
 
 def pixels(path):
-    """Size and pixels of every frame (a Wan video is an animated WEBP; its metadata holds the prompt, which differs)."""
+    """Size and pixels of every frame (a Wan video is an animated WEBP; its metadata, the prompt, differs)."""
     from PIL import Image, ImageSequence
 
     with Image.open(path) as image:
@@ -205,4 +206,7 @@ def test_committed_blueprint_is_what_the_frontend_publishes_for_it(blueprint, br
         published = publish_in_frontend(page, server, blueprint, name)
     finally:
         page.close()
+        # gone again from the user's blueprints, which every page opened after would list (and search)
+        server.request("DELETE", "/api/userdata/" + urllib.parse.quote(f"subgraphs/{name}.json", safe=""))
     assert same_but_ids(published, name) == same_but_ids(committed(blueprint), blueprint.name)
+    assert f"{name}.json" not in server.get("/api/userdata?dir=subgraphs")

@@ -85,7 +85,9 @@ _PUBLISH_JS = """async ({inside, name, description, labels}) => {
   await command.execute('Comfy.Graph.ConvertToSubgraph', {errorHandler: failed('convert')});
   const node = graph.nodes.find((n) => n.isSubgraphNode?.());
   if (!node) throw new Error('Convert to Subgraph made no subgraph node');
-  for (const input of node.subgraph.inputs) if (input.name in labels) node.subgraph.renameInput(input, labels[input.name]);
+  for (const input of node.subgraph.inputs) {
+    if (input.name in labels) node.subgraph.renameInput(input, labels[input.name]);
+  }
   node.subgraph.description = description;  // serialized with the definition, as ComfyUI's own blueprints have it
   canvas.openSubgraph(node.subgraph, node);  // Set Subgraph Description acts on the subgraph open on the canvas
   await command.execute('Comfy.Subgraph.SetDescription', {metadata: {description}, errorHandler: failed('describe')});
