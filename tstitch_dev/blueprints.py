@@ -1,12 +1,12 @@
 """The subgraph blueprints in subgraphs/: what each holds, and how they are (re)built.
 
-ComfyUI (0.33 on) serves a pack's ``subgraphs/*.json`` at ``/global_subgraphs``; the frontend lists each in the
-node library under "Subgraph Blueprints/<category>", named after its file. ``python -m tstitch_dev.blueprints``
-starts a server, builds each blueprint's equivalent example in the frontend (examples.py's builder), turns the
-sampling nodes into a subgraph with the frontend's own Convert to Subgraph, sets its description with the
-frontend's Set Subgraph Description and writes it with the frontend's Publish Subgraph, as a user publishing
-one does. The category is then added to the published file: the frontend reads it there but has no command
-that sets it (ComfyUI's own blueprints/ carry it the same way).
+ComfyUI 0.33 serves a pack's ``subgraphs/*.json`` at ``/global_subgraphs``; the frontend lists each in the
+node library under "Subgraph Blueprints/<category>", named after its file. ``python -m
+tstitch_dev.blueprints`` starts a server, builds each blueprint's equivalent example in the frontend
+(examples.py's builder), turns the sampling nodes into a subgraph with the frontend's own Convert to Subgraph,
+labels its inputs, sets its description with the frontend's Set Subgraph Description and writes it with the
+frontend's Publish Subgraph, as a user publishing one does. The category is then added to the published file:
+the frontend reads it there but has no command that sets it (ComfyUI's own blueprints/ carry it the same way).
 """
 
 from __future__ import annotations
