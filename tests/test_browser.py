@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
+from tstitch_dev.blueprints import BLUEPRINTS
 from tstitch_dev.browser import wait_until_ready
 from tstitch_dev.comfy_env import PACK_NODE_IDS
 from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR
@@ -59,7 +60,9 @@ def test_node_search_lists_every_tstitch_node_and_adds_one(page, server):
     titles = [option.split("\n")[0] for option in page.get_by_role("option").all_inner_texts()]
     ours = {info["display_name"]: node_id for node_id, info in server.object_info().items()
             if info["python_module"] == "custom_nodes.comfyui-tstitch"}
-    assert len(ours) == len(PACK_NODE_IDS) and set(titles[:len(ours)]) == set(ours)  # all ours, ahead of anything else
+    blueprints = {blueprint.name for blueprint in BLUEPRINTS}  # the pack's subgraph blueprints are found too
+    assert len(ours) == len(PACK_NODE_IDS)
+    assert set(titles[:len(ours) + len(blueprints)]) == set(ours) | blueprints  # all ours, ahead of anything else
     screenshot(page, "node_search")
     search.press("Enter")
     page.wait_for_timeout(500)
