@@ -66,8 +66,9 @@ def _draw_steps_axis_and_legend(draw, left: float, right: float, bottom: float, 
         draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
 
 
-def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.Image:
-    """``images`` (IMAGE, [N, H, W, 3]) in a grid, ``columns`` wide, each with its caption above it."""
+def draw_grid(images: torch.Tensor, captions: list[str], columns: int, on_tile=None) -> Image.Image:
+    """``images`` (IMAGE, [N, H, W, 3]) in a grid, ``columns`` wide, each with its caption above it; ``on_tile(i)``
+    is called after tile i (for progress, and to stop on Cancel)."""
     count, height, width = images.shape[:3]
     caption = 26
     rows = math.ceil(count / columns)
@@ -78,6 +79,8 @@ def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.
         x, y = (index % columns) * width, (index // columns) * (height + caption)
         grid.paste(Image.fromarray(tile), (x, y + caption))
         draw.text((x + 6, y + 4), text, fill=FOREGROUND, font=_font(16))
+        if on_tile is not None:
+            on_tile(index)
     return grid
 
 
@@ -159,9 +162,9 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
     for step in range(steps):  # no agreement to draw: a prediction was NaN or inf
         if not all(math.isfinite(stage[step]) for stage in cosines):
             draw.text((left + (step + 0.5) * bar - 12, bottom - 24), "NaN", fill=NAN_COLOR, font=_font(13))
-        for step, model in enumerate(model_of_step):  # after the curves, so that none hides it
-            x = left + step * bar
-            draw.rectangle([x + 1, bottom - 6, x + bar - 1, bottom], fill=stage_color(model, len(legend)))
+    for step, model in enumerate(model_of_step):  # after the curves, so that none hides it
+        x = left + step * bar
+        draw.rectangle([x + 1, bottom - 6, x + bar - 1, bottom], fill=stage_color(model, len(legend)))
     threshold = y_of(min_agreement)
     for x in range(left, right, 12):  # dashed
         draw.line([x, threshold, min(x + 6, right), threshold], fill=FOREGROUND, width=2)

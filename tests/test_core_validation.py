@@ -121,3 +121,20 @@ def test_a_class_conditioned_model_with_a_text_conditioned_one_names_both_condit
     with pytest.raises(ValueError, match="small_model .* takes an ImageNet class, large_model .* takes a text prompt"):
         validate_pair(dit, SD15_LARGE)
     validate_pair(dit, facts(conditioning="an ImageNet class"))
+
+
+def test_messages_quote_at_most_200_characters_of_an_input_and_say_how_long_it_was():
+    from tstitch_core.messages import quote_input
+
+    assert quote_input("0.2, 0.7") == "'0.2, 0.7'"
+    assert quote_input("x" * 200) == repr("x" * 200)
+    assert quote_input("x" * 201) == f"{'x' * 200!r}... (201 characters)"
+    assert quote_input(1.5) == "'1.5'"
+
+
+def test_the_sweeps_old_fractions_parser_quotes_a_bad_token_short():
+    from tstitch_core import parse_fractions
+
+    with pytest.raises(ValueError) as error:
+        parse_fractions("0.2 " + "y" * 10_000)
+    assert str(error.value) == f"fractions: {'y' * 200!r}... (10000 characters) is not a small_fraction between 0 and 1."
