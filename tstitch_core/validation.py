@@ -44,7 +44,7 @@ def validate_fraction(small_fraction: float) -> float:
     """Return ``small_fraction`` as a float, or raise if it lies outside [0, 1]."""
     fraction = float(small_fraction)
     if not (0.0 <= fraction <= 1.0):
-        raise ValueError(f"small_fraction must be between 0 and 1, got {quote_input(small_fraction)}: "
+        raise ValueError(f"small_fraction must be between 0 and 1, got {small_fraction!r}: "
                          "it is the share of the trajectory the small model runs.")
     return fraction
 
