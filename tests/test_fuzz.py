@@ -113,6 +113,17 @@ def test_a_value_typed_into_a_model_input_is_an_error_naming_the_node_and_input(
             "MODEL output to it.")
 
 
+def test_a_denoise_too_small_for_any_schedule_is_an_error_naming_it(server):
+    # found by the fuzz (TSTITCH_FUZZ_PER_INPUT=5, seed 1): OverflowError from steps / denoise in ComfyUI's KSampler
+    for node_type in ("TStitchKSampler", "TStitchSchedulePreview"):
+        prompt = fuzz.baseline(node_type, server.object_info()[node_type])
+        prompt[fuzz.FUZZED]["inputs"]["denoise"] = 5e-324
+        entry = server.run(prompt)
+        (error,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
+        assert (error["node_id"], error["exception_type"]) == (fuzz.FUZZED, "ValueError")
+        assert error["exception_message"].startswith("T-Stitch: denoise 4.94066e-324 with ")
+
+
 @pytest.mark.parametrize("node_type, name, value", [("TStitchKSampler", "cfg", float("nan")),
                                                      ("TStitchGuider", "large_cfg", float("nan")),
                                                      ("TStitchSchedulePreview", "denoise", float("nan"))])

@@ -63,6 +63,19 @@ def parse_fractions(text: str) -> list[float]:
     return fractions
 
 
+MAX_FULL_SCHEDULE = 1_000_000  # steps / denoise: ComfyUI computes that many sigmas, then runs the last steps
+
+
+def validate_denoise(steps: int, denoise: float) -> None:
+    """Raise where ``denoise`` is so small that the schedule ComfyUI computes for it, ``steps / denoise`` sigmas
+    long, would not fit (5e-324 gave OverflowError: cannot convert float infinity to integer)."""
+    if denoise > 0 and steps / denoise > MAX_FULL_SCHEDULE:
+        raise ValueError(
+            f"T-Stitch: denoise {denoise:g} with {steps} steps asks for a schedule of {steps / denoise:.3g} steps "
+            f"(ComfyUI computes steps / denoise of them and runs the last {steps}); at most {MAX_FULL_SCHEDULE} "
+            f"fit. Raise denoise to {steps / MAX_FULL_SCHEDULE:g} or more, or set it to 0 to run no step.")
+
+
 SWEEP_NODE = "T-Stitch Fraction Sweep"
 MAX_SWEEP_PLANS = 32  # distinct fractions and windows; the sweep keeps every result, so this bounds its memory
 

@@ -60,6 +60,8 @@ def baseline(node_type: str, info: dict) -> dict:
         value = widget_default(name, spec) if not is_link(spec) else supply(name, spec[0])
         if value is not None:
             inputs[name] = value
+    if "model" in info["input"].get("optional", {}):  # the preview takes a model or a guider: the model
+        inputs["model"] = supply("model", "MODEL")
     graph = supplier_graph()
     graph[FUZZED] = {"class_type": node_type, "inputs": inputs}
     if not info.get("output_node") and info.get("output"):
