@@ -48,8 +48,8 @@ def answer(server, case) -> tuple[str, list[str], float]:
         return "cancelled", [] if seconds < ANSWER_SECONDS else [f"Cancel took {seconds:.1f} s"], seconds
     seconds = time.monotonic() - start
     if entry["status"]["status_str"] == "success":
-        ok = case.value.valid or case.value.missing and case.input_name in (
-            server.object_info()[case.node_type]["input"].get("optional", {}))
+        optional = case.input_name in server.object_info()[case.node_type]["input"].get("optional", {})
+        ok = case.value.valid or optional and (case.value.missing or case.value.value is None)  # null: not linked
         return "ran", [] if ok else ["ran to success"], seconds
     errors = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
     if not errors:
