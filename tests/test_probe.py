@@ -430,9 +430,14 @@ def test_a_tied_timestep_tail_is_reported_honestly_and_the_range_given_works(pro
 
 
 def test_a_nan_min_agreement_through_the_api_is_refused(probe, twin, large_model):
-    with pytest.raises(ValueError, match=r"T-Stitch Agreement Probe: min_agreement nan is not a cosine similarity; "
-                                         r"give a number from -1 to 1"):
+    # NaN passes ComfyUI's min/max check; every node refuses a NaN FLOAT first, the probe's own check backs it
+    with pytest.raises(ValueError, match=r"T-Stitch Agreement Probe: min_agreement is nan, which is no number to "
+                                         r"compute with; give a finite number from -1 to 1\."):
         probe(twin, large_model, min_agreement=float("nan"))
+    from tstitch_core.agreement import validate_min_agreement
+
+    with pytest.raises(ValueError, match=r"T-Stitch Agreement Probe: min_agreement nan is not a cosine similarity"):
+        validate_min_agreement(float("nan"))
 
 
 @pytest.mark.parametrize("models", [1, 2])
