@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from ._schema import refuse_odd_api_values
 from .dit import TStitchClassIndex, TStitchDiTLoader, TStitchDiTScheduler, TStitchImageNetClass
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
@@ -15,6 +16,7 @@ from .sweep import TStitchFractionSweep
 
 class TStitchExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
-                TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas,
-                TStitchStages, TStitchClassIndex, TStitchStageSampler]
+        return [refuse_odd_api_values(node) for node in (
+            TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
+            TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas,
+            TStitchStages, TStitchClassIndex, TStitchStageSampler)]

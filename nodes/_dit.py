@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+from collections.abc import Mapping
 
 import comfy.latent_formats
 import comfy.model_base
@@ -29,6 +30,7 @@ from torch import nn
 from ..tstitch_core.dit import (NULL_CLASS, DiTShape, compute_respaced_timesteps, guide_leading_channels,
                                 read_dit_shape, sincos_positions, timestep_frequencies, unwrap_training_checkpoint,
                                 TIMESTEP_FREQUENCIES)
+from ..tstitch_core.messages import quote_input
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +219,22 @@ def load_dit(path: str, weight_dtype: torch.dtype | None = None,
     reloads it with ``disable_dynamic=True`` (``cached_patcher_init``) where it needs a plain ModelPatcher."""
     # DiT's training checkpoints keep their argparse options beside the weights; allow that one plain class
     safe_globals = getattr(torch.serialization, "safe_globals", None)
-    with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
-        state_dict = dict(unwrap_training_checkpoint(comfy.utils.load_torch_file(path)))
+    name = os.path.basename(path)
+    try:
+        with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
+            # safe_load: hosts before 0.33 otherwise unpickle arbitrary objects from a .pt
+            checkpoint = comfy.utils.load_torch_file(path, safe_load=True)
+    except Exception as error:  # a damaged or foreign file: say which, not a bare error from deep in torch
+        raise ValueError(f"T-Stitch DiT loader: {name} could not be read as a checkpoint ({type(error).__name__}: "
+                         f"{quote_input(error, 300)}). The file may be damaged or not a .pt/.safetensors of "
+                         "weights: download it again.") from error
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"T-Stitch DiT loader: {name} holds a {type(checkpoint).__name__}, not a dictionary of "
+                         "weights; a DiT checkpoint is a state dict (or a training checkpoint with one under "
+                         "\"ema\" or \"model\").")
+    state_dict = dict(unwrap_training_checkpoint(checkpoint))
     shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items() if hasattr(v, "shape")},
-                           source=os.path.basename(path))
+                           source=name)
     model = build_dit(shape, state_dict, weight_dtype, disable_dynamic)
     model.cached_patcher_init = (load_dit, (path, weight_dtype))
     log.info("T-Stitch: loaded %s from %s", shape.name, path)

@@ -50,7 +50,7 @@ def draw_schedule(sigmas: list[float], stage_of_step: list[int], legend: list[st
     bar = (right - left) / len(starts)
     for step, (sigma, stage) in enumerate(zip(starts, stage_of_step)):
         x0 = left + step * bar
-        draw.rectangle([x0 + 1, y_of(sigma), x0 + bar - 1, bottom], fill=stage_color(stage, len(legend)))
+        draw.rectangle([*_bar_span(x0, bar, y_of(sigma)), bottom], fill=stage_color(stage, len(legend)))
     _draw_steps_axis_and_legend(draw, left, right, bottom, len(starts), legend)
     return image
 
@@ -66,8 +66,9 @@ def _draw_steps_axis_and_legend(draw, left: float, right: float, bottom: float, 
         draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
 
 
-def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.Image:
-    """``images`` (IMAGE, [N, H, W, 3]) in a grid, ``columns`` wide, each with its caption above it."""
+def draw_grid(images: torch.Tensor, captions: list[str], columns: int, on_tile=None) -> Image.Image:
+    """``images`` (IMAGE, [N, H, W, 3]) in a grid, ``columns`` wide, each with its caption above it; ``on_tile(i)``
+    is called after tile i (for progress, and to stop on Cancel)."""
     count, height, width = images.shape[:3]
     caption = 26
     rows = math.ceil(count / columns)
@@ -78,6 +79,8 @@ def draw_grid(images: torch.Tensor, captions: list[str], columns: int) -> Image.
         x, y = (index % columns) * width, (index // columns) * (height + caption)
         grid.paste(Image.fromarray(tile), (x, y + caption))
         draw.text((x + 6, y + 4), text, fill=FOREGROUND, font=_font(16))
+        if on_tile is not None:
+            on_tile(index)
     return grid
 
 
@@ -145,7 +148,7 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
         for step, cosine in enumerate(cosines[0]):
             x = left + step * bar
             if math.isfinite(cosine):
-                draw.rectangle([x + 1, min(y_of(cosine), bottom - 2), x + bar - 1, bottom],
+                draw.rectangle([*_bar_span(x, bar, min(y_of(cosine), bottom - 2)), bottom],
                                fill=stage_color(model_of_step[step], len(legend)))
     else:
         for index, stage in enumerate(cosines):
@@ -159,9 +162,9 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
     for step in range(steps):  # no agreement to draw: a prediction was NaN or inf
         if not all(math.isfinite(stage[step]) for stage in cosines):
             draw.text((left + (step + 0.5) * bar - 12, bottom - 24), "NaN", fill=NAN_COLOR, font=_font(13))
-        for step, model in enumerate(model_of_step):  # after the curves, so that none hides it
-            x = left + step * bar
-            draw.rectangle([x + 1, bottom - 6, x + bar - 1, bottom], fill=stage_color(model, len(legend)))
+    for step, model in enumerate(model_of_step):  # after the curves, so that none hides it
+        x = left + step * bar
+        draw.rectangle([*_bar_span(x, bar, bottom - 6), bottom], fill=stage_color(model, len(legend)))
     threshold = y_of(min_agreement)
     for x in range(left, right, 12):  # dashed
         draw.line([x, threshold, min(x + 6, right), threshold], fill=FOREGROUND, width=2)
@@ -175,6 +178,13 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
         draw.rectangle([left, y + 2, left + 14, y + 16], outline=WINDOW_COLOR, width=2)
         draw.text((left + 22, y), window_label, fill=FOREGROUND, font=_font(15))
     return image
+
+
+def _bar_span(x: float, bar: float, top: float) -> tuple[float, float, float]:
+    """(left, top, right) of a step's bar: a pixel apart from the next, unless bars are under 3 pixels wide
+    (thousands of steps), where PIL would refuse a right edge left of the left one."""
+    inset = 1 if bar >= 3 else 0
+    return x + inset, top, x + bar - inset
 
 
 def _finite_runs(points: list[tuple[float, float]]) -> list[list[tuple[float, float]]]:

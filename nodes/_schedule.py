@@ -7,6 +7,7 @@ import torch
 import comfy.samplers
 
 from ..tstitch_core import assign_steps, compute_switch_point
+from ..tstitch_core.validation import validate_denoise
 
 
 def timestep_function(model_sampling):
@@ -31,6 +32,7 @@ def stage_of_each_step(plan, model_sampling, sigmas: list[float]) -> list[int]:
 def sampler_sigmas(model, steps: int, sampler_name: str, scheduler: str, denoise: float) -> torch.Tensor:
     """The sigmas KSampler samples for these settings, on the CPU: with the sampler, since dpm_2, dpm_2_ancestral,
     uni_pc and uni_pc_bh2 run a schedule of steps + 1 with the penultimate sigma left out."""
+    validate_denoise(steps, denoise)
     return comfy.samplers.KSampler(model, steps, "cpu", sampler=sampler_name, scheduler=scheduler,
                                    denoise=denoise).sigmas
 

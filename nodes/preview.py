@@ -25,6 +25,16 @@ def stitched_model_of(model, guider):
     return stitched
 
 
+def check_sigmas_to_preview(sigmas: list[float]) -> None:
+    """A ValueError where a step would start from a sigma the plot can't place (its axis is log sigma)."""
+    for step, sigma in enumerate(sigmas[:-1]):
+        if not (0 < sigma < float("inf")):  # NaN too
+            raise ValueError(
+                f"T-Stitch Schedule Preview: the sigmas input has sigma {sigma:g} at step {step + 1} of "
+                f"{len(sigmas) - 1}; a schedule reaches 0 only at its end, and every sigma before it must be a finite "
+                "number above 0. Connect sigmas from a scheduler node, or cut the schedule with SplitSigmas.")
+
+
 class TStitchSchedulePreview(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -66,6 +76,7 @@ class TStitchSchedulePreview(io.ComfyNode):
             sigmas, stages = stages_on_schedule(stitched, plan, steps, sampler_name, scheduler, denoise)
         else:
             sigmas = sigmas.cpu().float().tolist()
+            check_sigmas_to_preview(sigmas)
             stages = stage_of_each_step(plan, stitched.get_model_object("model_sampling"), sigmas)
         if len(sigmas) < 2:
             raise ValueError("The sigmas input has no steps to preview." if sigmas_given

@@ -16,7 +16,7 @@ from comfy_api.latest import io, ui
 
 from ..tstitch_core import (SWITCH_BY_STEPS, StepAgreement, SwitchRule, compute_stage_handovers,
                             describe_stage_steps, format_stages_agreement_table)
-from ..tstitch_core.agreement import longest_agreeing_run, suggest_stages
+from ..tstitch_core.agreement import longest_agreeing_run, suggest_stages, validate_min_agreement
 from ._drawing import draw_agreement, to_image_tensor
 from ._model_facts import check_stitchable
 from ._patching import unstitched_models
@@ -74,6 +74,7 @@ class TStitchAgreementProbe(io.ComfyNode):
     @classmethod
     def execute(cls, small_model, large_model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                 latent_image, denoise, min_agreement) -> io.NodeOutput:
+        min_agreement = validate_min_agreement(min_agreement)
         check_stitchable(small_model, large_model, SwitchRule(1.0, SWITCH_BY_STEPS))  # the pair's own checks
         *large_side, large = unstitched_models(large_model)
         probed = unstitched_models(small_model) + large_side  # every model before the large one, in trajectory order

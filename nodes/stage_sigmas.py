@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import comfy.model_management
 import comfy.samplers
+import comfy.utils
 import torch
 from comfy_api.latest import io
 
@@ -26,8 +28,10 @@ SPACING = (
     "simple on Wan) thus give back their own schedule of the total steps for a switch_by steps split.")
 
 
-def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float) -> list[float]:
-    """The sigmas a stage's ``steps`` steps start from, between ``first`` and ``boundary`` (0 for the last stage)."""
+def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float,
+                 tick=lambda: None) -> list[float]:
+    """The sigmas a stage's ``steps`` steps start from, between ``first`` and ``boundary`` (0 for the last stage);
+    ``tick()`` after each sigma inverted (for progress, and to stop on Cancel)."""
     handing = boundary > 0
     shape = comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps + handing).tolist()
     if len(shape) != steps + handing + 1:
@@ -36,7 +40,10 @@ def stage_points(model_sampling, scheduler: str, steps: int, first: float, bound
     t_max = timestep_max(model_sampling)
     # u -> sigma is ComfyUI's own sigma(t), as the schedulers use it; sigma -> u its inverse, by bisection
     sigma_of = lambda u: float(model_sampling.sigma(torch.tensor(u * t_max, dtype=torch.float32)))
-    u_of = lambda sigma: invert_increasing(sigma_of, float(sigma), 1.0)
+    def u_of(sigma):
+        tick()
+        return invert_increasing(sigma_of, float(sigma), 1.0)
+
     if handing:
         laid = lay_stage_points([u_of(sigma) for sigma in shape[:steps + 1]], u_of(first), u_of(boundary))
     else:  # stretched towards u = 0, which stays: the scheduler's own end can lie above a low boundary
@@ -60,10 +67,17 @@ def stage_sigmas(model, scheduler: str, counts: list[int], denoise: float) -> to
                   for point in switch_points(plan, model_sampling, schedule)]
     names = stage_labels(plan, model)
     validate_stage_counts(counts, boundaries, names, schedule[0], denoise)
+    # ~2 ms a sigma (a bisection each): 10000 steps take a while, so show it and let Cancel stop it
+    progress = comfy.utils.ProgressBar(sum(counts) + 2 * len(counts))
+
+    def tick():
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        progress.update(1)
+
     sigmas = [sigma for (first, boundary), count, patcher in zip(compute_stage_ranges(schedule[0], boundaries),
                                                                   counts, patchers) if count
               for sigma in stage_points(patcher.get_model_object("model_sampling"), scheduler, count, first,
-                                        boundary)] + [0.0]
+                                        boundary, tick)] + [0.0]
     sigmas = torch.tensor(sigmas, dtype=torch.float32)
     got = count_stage_steps(switch_points(plan, model_sampling, sigmas.tolist()), sigmas.tolist(), timestep_of)
     if got != counts or not bool((sigmas[1:] < sigmas[:-1]).all()):

@@ -7,6 +7,7 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SwitchRule, validate_rule
+from ..tstitch_core.validation import validate_denoise
 from ._model_facts import blocks_line_up, check_stitchable
 from ._patching import refuse_stages_in_pair, stitch_models
 from ._schema import TWO_MODEL_ALIASES, schema
@@ -104,6 +105,7 @@ class TStitchKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, small_model, large_model, small_fraction, switch_by, seed, steps, cfg, sampler_name, scheduler,
                 positive, negative, latent_image, denoise=1.0, offload_idle_model=False) -> io.NodeOutput:
+        validate_denoise(steps, denoise)
         model = stitch(small_model, large_model, small_fraction, switch_by, offload_idle_model)
         return io.NodeOutput(*comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive,
                                                           negative, latent_image, denoise=denoise))

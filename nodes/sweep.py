@@ -15,7 +15,7 @@ from comfy_api.latest import io, ui
 from ..tstitch_core import SWITCH_BY_STEPS, SWITCH_MODES, SweepRow, format_caption, format_sweep_table, speedup
 from ..tstitch_core.report import (LARGE_ALONE, SweepPlan, compute_latent_rel_l2, pick_warmup_fractions,
                                   resolve_sweep_plan)
-from ..tstitch_core.validation import parse_sweep_plans
+from ..tstitch_core.validation import MAX_SWEEP_PLANS, parse_sweep_plans
 from ._drawing import draw_grid, draw_tradeoff, to_image_tensor
 from ._fidelity import image_metrics
 from ._patching import get_plan
@@ -47,7 +47,9 @@ class TStitchFractionSweep(io.ComfyNode):
                     "What to try, separated by commas or spaces: a small_fraction f (the small model first, to f: "
                     "T-Stitch), or a window a-b (the large model to a, the small one to b, the large one after: "
                     "T-Stitch Stages in FlowBlending's order; a-1 ends with the small model). \"0.4, 0.2-0.6\" "
-                    "compares the two orders at the same small-model share.")),
+                    "compares the two orders at the same small-model share. At most "
+                    f"{MAX_SWEEP_PLANS} different ones: every result is kept for images, so this count is what "
+                    "bounds the sweep's memory. One given twice is sampled once (the table says so).")),
                 io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS,
                                tooltip="steps or timestep, as on T-Stitch Model Pair."),
                 *ksampler_inputs(),
@@ -72,7 +74,7 @@ class TStitchFractionSweep(io.ComfyNode):
     @classmethod
     def execute(cls, small_model, large_model, vae, fractions, switch_by, seed, steps, cfg, sampler_name, scheduler,
                 positive, negative, latent_image, denoise, repeats=1) -> io.NodeOutput:
-        values = parse_sweep_plans(fractions)
+        values, merged = parse_sweep_plans(fractions)
         # f = 0, the large model alone, is every result's reference: sampled whether listed or not
         runs = [LARGE_ALONE] + [f for f in values if f != LARGE_ALONE]
         # every check before any step
@@ -95,13 +97,23 @@ class TStitchFractionSweep(io.ComfyNode):
                                        latent, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
                                        callback=callback, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
 
-        samples, seconds = time_runs(sample, models, runs, warmup, repeats, steps)
+        # sampling, then one unit per decode, per fraction's metrics and per grid tile: Cancel reaches each
+        sampled = (len(warmup) + repeats * len(runs)) * steps
+        progress = comfy.utils.ProgressBar(sampled + len(runs) + 2 * len(values))
+        samples, seconds = time_runs(sample, models, runs, warmup, repeats, steps, progress)
         # decoding only now: a VAE loaded between timed runs can evict the models, and the next run pays their reload
-        decoded = {f: vae.decode(samples[f]) for f in runs}  # [B, T, H, W, 3] for video latents
+        report_progress_text("T-Stitch sweep: decoding and measuring the results")
+        decoded = {}
+        for index, fraction in enumerate(runs):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            decoded[fraction] = vae.decode(samples[fraction])  # [B, T, H, W, 3] for video latents
+            progress.update_absolute(sampled + index + 1)
         reference = LARGE_ALONE
         flat = lambda images: images.reshape(-1, *images.shape[-3:])  # frames flattened, as VAEDecode does
         rows = []
-        for fraction in values:
+        for index, fraction in enumerate(values):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            progress.update_absolute(sampled + len(runs) + index + 1)
             psnr, identical, ssim = image_metrics(flat(decoded[fraction]), flat(decoded[reference]))
             step_model = stages[fraction]
             rows.append(SweepRow(fraction, sum(m == id(small_model.model) for m in step_model), len(step_model),
@@ -115,23 +127,28 @@ class TStitchFractionSweep(io.ComfyNode):
         per_fraction = tiles[0].shape[0]
         order = [f * per_fraction + b for b in range(per_fraction) for f in range(len(values))]
         captions = [format_caption(rows[i // per_fraction], reference_seconds) for i in order]
-        grid = to_image_tensor(draw_grid(torch.cat(tiles)[order], captions, columns=len(values)))
+        done = sampled + len(runs) + len(values)
+
+        def tile_drawn(index):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            progress.update_absolute(done + (index + 1) // per_fraction)
+
+        grid = to_image_tensor(draw_grid(torch.cat(tiles)[order], captions, columns=len(values), on_tile=tile_drawn))
         tradeoff = to_image_tensor(draw_tradeoff(
             [(r.fraction, speedup(r, reference_seconds), r.ssim) for r in rows],
             "T-Stitch trade-off: speedup and SSIM to the large model alone"))
-        table = format_sweep_table(rows, reference_seconds, repeats, warmup)
+        table = format_sweep_table(rows, reference_seconds, repeats, warmup, merged)
         return io.NodeOutput(batch, grid, table, tradeoff, ui=ui.PreviewImage(grid, cls=cls))
 
 
-def time_runs(sample, models, runs: list[float], warmup: list[float], repeats: int,
-              steps: int) -> tuple[dict, dict]:
+def time_runs(sample, models, runs: list[float], warmup: list[float], repeats: int, steps: int,
+              progress) -> tuple[dict, dict]:
     """({fraction: samples}, {fraction: median seconds}): the warm-up runs untimed, then ``repeats`` rounds of
     every fraction in turn, so that drift (heat, other loads) reaches them all alike."""
     # load every model now, so no fraction's time includes loading them
     large_alone = models[LARGE_ALONE]
     comfy.model_management.load_models_gpu([large_alone, *large_alone.get_nested_additional_models()])
     order = [(f, None) for f in warmup] + [(f, r) for r in range(repeats) for f in runs]
-    progress = comfy.utils.ProgressBar(len(order) * steps)
     samples, seconds = {}, {f: [] for f in runs}
     for index, (fraction, round_) in enumerate(order):
         comfy.model_management.throw_exception_if_processing_interrupted()

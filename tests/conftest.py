@@ -30,7 +30,7 @@ if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(max(1, cores // WORKERS))
 # test files that share a session fixture too costly to have on every worker: the server (and its memory)
 SHARED_WORKER = {"tests/test_server.py": "server", "tests/test_browser.py": "server",
-                 "tests/test_blueprints.py": "server"}
+                 "tests/test_blueprints.py": "server", "tests/test_fuzz.py": "server"}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks, when it is installed
@@ -330,3 +330,39 @@ def load_events(monkeypatch):
         return model
 
     return name, events
+
+
+@pytest.fixture
+def progress_updates(monkeypatch, comfy_host):
+    """The (value, total) of every progress bar update ComfyUI's hook is sent (the first and the last always;
+    the host throttles those between), in order."""
+    import comfy.utils
+
+    updates = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview=None, **_: updates.append(
+        (value, total)))
+    return updates
+
+
+@pytest.fixture
+def cancel_after(monkeypatch, comfy_host):
+    """``cancel_after(n)``: Cancel is pressed (ComfyUI's interrupt flag set) at the n-th progress update, every update
+    sent (no throttling); returns the values sent. The flag is cleared after the test whatever happened."""
+    import comfy.model_management
+    import comfy.utils
+
+    def arm(updates: int):
+        seen = []
+
+        def hook(value, total, preview=None, **_):
+            seen.append(value)
+            if len(seen) == updates:
+                comfy.model_management.interrupt_current_processing(True)
+
+        monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", hook)
+        monkeypatch.setattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL", 0.0, raising=False)
+        monkeypatch.setattr(comfy.utils, "PROGRESS_THROTTLE_MIN_PERCENT", 0.0, raising=False)
+        return seen
+
+    yield arm
+    comfy.model_management.interrupt_current_processing(False)

@@ -121,3 +121,32 @@ def test_a_class_conditioned_model_with_a_text_conditioned_one_names_both_condit
     with pytest.raises(ValueError, match="small_model .* takes an ImageNet class, large_model .* takes a text prompt"):
         validate_pair(dit, SD15_LARGE)
     validate_pair(dit, facts(conditioning="an ImageNet class"))
+
+
+def test_messages_quote_at_most_200_characters_of_an_input_and_say_how_long_it_was():
+    from tstitch_core.messages import quote_input
+
+    assert quote_input("0.2, 0.7") == "'0.2, 0.7'"
+    assert quote_input("x" * 200) == repr("x" * 200)
+    assert quote_input("x" * 201) == f"{'x' * 200!r}... (201 characters)"
+    assert quote_input(1.5) == "'1.5'"
+
+
+def test_the_sweeps_old_fractions_parser_quotes_a_bad_token_short():
+    from tstitch_core import parse_fractions
+
+    with pytest.raises(ValueError) as error:
+        parse_fractions("0.2 " + "y" * 10_000)
+    assert str(error.value) == f"fractions: {'y' * 200!r}... (10000 characters) is not a small_fraction between 0 and 1."
+
+
+def test_a_denoise_too_small_for_its_schedule_is_refused_with_the_smallest_that_fits():
+    from tstitch_core.validation import validate_denoise
+
+    validate_denoise(20, 0.0)  # no step: ComfyUI's own answer
+    validate_denoise(10000, 0.01)  # a schedule of 1000000 sigmas
+    with pytest.raises(ValueError) as error:  # was OverflowError: cannot convert float infinity to integer
+        validate_denoise(2, 5e-324)
+    assert str(error.value) == ("T-Stitch: denoise 4.94066e-324 with 2 steps asks for a schedule of inf steps (ComfyUI "
+                                "computes steps / denoise of them and runs the last 2); at most 1000000 fit. Raise "
+                                "denoise to 2e-06 or more, or set it to 0 to run no step.")

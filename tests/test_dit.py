@@ -444,6 +444,53 @@ def test_bad_files_are_refused_at_the_loader_saying_what_was_found(damage, messa
         run_node("TStitchDiTLoader", dit_name=name, weight_dtype="default")
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("flat_patch_weight", r"malformed_\w+\.pt is a malformed DiT checkpoint: x_embedder\.proj\.weight has shape \(384,\), "
+                          r"where a DiT has 4 dimensions"),
+    ("patch_size_0", r"malformed_\w+\.pt is a malformed DiT checkpoint: x_embedder\.proj\.weight has shape "
+                     r"\(384, 4, 0, 0\), which is no patch embedding"),
+    ("flat_pos_embed", r"malformed_\w+\.pt is a malformed DiT checkpoint: pos_embed has shape \(64,\), where a DiT has 3"),
+    ("short_qkv", r"malformed_\w+\.pt is a malformed DiT checkpoint: blocks\.0\.attn\.qkv\.weight has shape \(384, 384\); "
+                  r"a DiT of width 384, patch 2 has \(1152, 384\)"),
+    ("no_classes", r"malformed_\w+\.pt is a malformed DiT checkpoint: y_embedder\.embedding_table\.weight has shape "
+                   r"\(0, 384\)"),
+    ("not_weights", r"malformed_\w+\.pt holds a list, not a dictionary of weights"),
+    ("not_a_checkpoint", r"T-Stitch DiT loader: malformed_\w+\.pt could not be read as a checkpoint"),
+])
+def test_malformed_files_are_refused_naming_the_file_and_the_tensor(damage, message, dit_folder, run_node):
+    state_dict = build_dit_state_dict(TINY_DIT_S)  # patch 2, width 384
+    if damage == "flat_patch_weight":  # was IndexError: tuple index out of range
+        state_dict["x_embedder.proj.weight"] = torch.zeros(384)
+    elif damage == "patch_size_0":  # was ZeroDivisionError
+        state_dict["x_embedder.proj.weight"] = torch.zeros(384, 4, 0, 0)
+    elif damage == "flat_pos_embed":
+        state_dict["pos_embed"] = torch.zeros(64)
+    elif damage == "short_qkv":  # was a size mismatch from load_state_dict
+        state_dict["blocks.0.attn.qkv.weight"] = torch.zeros(384, 384)
+    elif damage == "no_classes":
+        state_dict["y_embedder.embedding_table.weight"] = torch.zeros(0, 384)
+    elif damage == "not_weights":
+        state_dict = [1, 2, 3]
+    if damage == "not_a_checkpoint":
+        name = f"malformed_{damage}.pt"  # a name of its own: earlier tests' folders stay registered
+        (dit_folder / name).write_bytes(b"not a checkpoint at all")
+    else:
+        name = save_state_dict(dit_folder, f"malformed_{damage}.pt", state_dict)
+    with pytest.raises(ValueError, match=message):
+        run_node("TStitchDiTLoader", dit_name=name, weight_dtype="default")
+
+
+def test_the_loader_asks_comfyui_for_a_safe_load(dit_folder, run_node, monkeypatch):
+    # on torch 2.11 load_torch_file always loads weights only; hosts on torch < 2.4 unpickle unless asked
+    import comfy.utils
+
+    calls, real = [], comfy.utils.load_torch_file
+    monkeypatch.setattr(comfy.utils, "load_torch_file", lambda *a, **k: calls.append(k) or real(*a, **k))
+    name = save_state_dict(dit_folder, "safe.pt", build_dit_state_dict(TINY_DIT_S))
+    run_node("TStitchDiTLoader", dit_name=name, weight_dtype="default")
+    assert calls == [{"safe_load": True}]
+
+
 def test_a_training_checkpoint_samples_with_its_ema_weights(dit_folder, run_node):
     weights = build_dit_state_dict(TINY_DIT_S)
     scrambled = {k: torch.randn_like(v) for k, v in weights.items()}

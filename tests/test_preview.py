@@ -87,3 +87,21 @@ def test_given_sigmas_are_previewed_coloured_by_the_model_that_runs_each_step(sm
     assert colour_share(plot, blue) > 0 and colour_share(plot, orange) > 0
     with pytest.raises(ValueError, match="The sigmas input has no steps to preview"):
         preview(run_node, model=pair, sigmas=sigmas[-1:])
+
+
+@pytest.mark.parametrize("bad", [0.0, float("nan"), float("inf"), -1.0])
+def test_given_sigmas_that_reach_zero_before_the_last_step_are_refused_saying_where(bad, small_model, large_model,
+                                                                                     stitch, run_node):
+    import torch
+
+    sigmas = torch.tensor([14.6, 5.0, bad, 1.0, 0.0])  # was "math domain error" from the plot's log axis
+    with pytest.raises(ValueError, match=rf"T-Stitch Schedule Preview: the sigmas input has sigma {bad:g} at step 3 "
+                                         r"of 4; a schedule reaches 0 only at its end"):
+        preview(run_node, model=stitch(small_model, large_model, 0.4), sigmas=sigmas)
+
+
+def test_ten_thousand_steps_are_previewed_bars_a_pixel_wide(small_model, large_model, stitch, run_node):
+    # found by the fuzz: bars under 2 pixels wide gave PIL's "x1 must be greater than or equal to x0"
+    plot, summary = preview(run_node, model=stitch(small_model, large_model, 0.4), steps=10000)
+    assert plot.shape == (1, 432, 768, 3)
+    assert summary.splitlines()[0] == "small model (SD15): steps 1-4000 of 10000 (40%)"

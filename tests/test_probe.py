@@ -427,3 +427,33 @@ def test_a_tied_timestep_tail_is_reported_honestly_and_the_range_given_works(pro
                         switch_by="timestep")[0]
         summary = steps_of_each_model(run_node, pair, steps=steps, scheduler="karras")
         assert re.search(rf"small model \([^)]*\): steps 1-{fewer} of {steps}\b", summary), (fraction, summary)
+
+
+def test_a_nan_min_agreement_through_the_api_is_refused(probe, twin, large_model):
+    # NaN passes ComfyUI's min/max check; every node refuses a NaN FLOAT first, the probe's own check backs it
+    with pytest.raises(ValueError, match=r"T-Stitch Agreement Probe: min_agreement is nan, which is no number to "
+                                         r"compute with; give a finite number from -1 to 1\."):
+        probe(twin, large_model, min_agreement=float("nan"))
+    from tstitch_core.agreement import validate_min_agreement
+
+    with pytest.raises(ValueError, match=r"T-Stitch Agreement Probe: min_agreement nan is not a cosine similarity"):
+        validate_min_agreement(float("nan"))
+
+
+@pytest.mark.parametrize("models", [1, 2])
+def test_the_plot_draws_a_bar_per_step_once_linear_in_the_steps(models, node, monkeypatch):
+    # the step strip was drawn inside the per-step loop: 10^8 rectangles at 10000 steps, after sampling
+    import sys
+
+    from PIL import ImageDraw
+
+    drawing = sys.modules[node("TStitchAgreementProbe").__module__.rsplit(".", 1)[0] + "._drawing"]
+    count, real = [0], ImageDraw.ImageDraw.rectangle
+    monkeypatch.setattr(ImageDraw.ImageDraw, "rectangle", lambda self, *a, **k: count.__setitem__(0, count[0] + 1)
+                        or real(self, *a, **k))
+    steps = 300
+    cosines = [[0.95] * steps for _ in range(models)]
+    drawing.draw_agreement(cosines, [100, 200][:models], ["a", "b", "c"][:models + 1], 0.9, "t", window=(0, 100),
+                           window_label="w")
+    # one legend square per model and the window's; a bar per step for one model; a strip cell per step for more
+    assert count[0] == (models + 1) + 1 + steps * (2 if models == 1 else 1)

@@ -412,3 +412,36 @@ def test_stage_ranges_and_counts_in_pure_terms():
     # a start below the first boundary leaves the first stage an empty range
     assert compute_stage_ranges(1.0, [0.8, 0.3]) == [(1.0, 0.8), (0.8, 0.3), (0.3, 0.0)]
     assert compute_stage_ranges(0.5, [0.8]) == [(0.5, 0.5), (0.5, 0.0)]
+
+
+def test_more_steps_than_ksampler_allows_are_refused_before_any_work(small_model, large_model, stitch, run_node):
+    # "100000000, 1" computed for about an hour, with no progress and no Cancel
+    pair = stitch(small_model, large_model, 0.5, "timestep")
+    with pytest.raises(ValueError, match=r"T-Stitch Stage Sigmas: steps_per_model '100000000, 1' asks for 100000001 "
+                                         r"steps in all; at most 10000 are allowed, as KSampler allows\."):
+        stage_sigmas(run_node, pair, "100000000, 1")
+
+
+def test_a_long_schedule_shows_its_progress_and_stops_on_cancel(small_model, large_model, stitch, run_node,
+                                                                progress_updates, cancel_after):
+    import comfy.model_management
+
+    pair = stitch(small_model, large_model, 0.5, "timestep")
+    stage_sigmas(run_node, pair, "40, 60")
+    # one update per sigma inverted: each stage's points plus its first sigma and boundary
+    assert progress_updates[0] == (1, 104) and progress_updates[-1] == (104, 104)
+    seen = cancel_after(10)
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        stage_sigmas(run_node, pair, "40, 61")
+    assert len(seen) == 10  # stopped at the next sigma
+
+
+def test_steps_per_model_takes_spaces_and_quotes_at_most_200_characters_of_a_huge_input(small_model, large_model,
+                                                                                         stitch, run_node):
+    pair = stitch(small_model, large_model, 0.5, "timestep")
+    assert torch.equal(stage_sigmas(run_node, pair, "2 4"), stage_sigmas(run_node, pair, "2, 4"))
+    with pytest.raises(ValueError) as error:
+        stage_sigmas(run_node, pair, "2, x" + "9" * 1_000_000)
+    message = str(error.value)
+    assert len(message) < 500 and "... (1000004 characters)" in message
+    assert message.startswith("T-Stitch Stage Sigmas: steps_per_model '2, x999")

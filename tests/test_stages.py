@@ -196,6 +196,7 @@ def test_stages_do_not_mutate_their_inputs(small_model, large_model, run_node):
     ("0.7, 0.2", "must increase"),
     ("0.4, 0.4", "must increase"),
     ("a, b", "not a list of numbers"),
+    ("0.2, nan", "outside 0 to 1"),
 ])
 def test_bad_fractions_are_refused_naming_the_node(until, message, small_model, large_model, run_node):
     with pytest.raises(ValueError, match="T-Stitch Stages") as error:
@@ -265,3 +266,14 @@ def test_the_preview_colours_each_stage(small_model, large_model, run_node):
         "stage 1 (model_1, SD15, 0 to 0.25): steps 1-2 of 8 (25%)",
         "stage 2 (model_2, SD15, 0.25 to 0.625): steps 3-5 of 8 (38%)",
         "stage 3 (model_1, SD15, 0.625 to 1): steps 6-8 of 8 (38%)"]
+
+
+def test_until_takes_spaces_as_the_sweep_does_and_quotes_a_huge_input_short():
+    from tstitch_core.stages import parse_until
+
+    assert parse_until("0.2 0.7", 3) == parse_until("0.2, 0.7", 3) == parse_until(" 0.2 ,0.7;", 3) == [0.2, 0.7]
+    with pytest.raises(ValueError) as error:
+        parse_until("0.2, " + "x" * 1_000_000, 3)
+    assert str(error.value) == (f"T-Stitch Stages: until {'0.2, ' + 'x' * 195!r}... (1000005 characters) is not a list "
+                                "of numbers; write the fraction of the trajectory where each model but the last hands "
+                                "over, such as \"0.2, 0.7\" for three stages.")

@@ -171,8 +171,9 @@ def test_progress_runs_across_the_whole_sweep(sweep):
         sweep("0, 0.5, 1", steps=3, repeats=2)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
-    # the warm-up (0.5) and two rounds of three fractions, three steps each
-    assert updates[-1] == (21, 21) and [v for v, _ in updates] == sorted(v for v, _ in updates)
+    # the warm-up (0.5) and two rounds of three fractions, three steps each; then three decodes, three fractions'
+    # metrics and three grid tiles
+    assert updates[-1] == (30, 30) and [v for v, _ in updates] == sorted(v for v, _ in updates)
 
 
 def test_an_interrupt_stops_the_sweep_and_the_next_one_runs(sweep):
@@ -266,7 +267,56 @@ def test_plans_parse_and_print_as_written():
     from tstitch_core.report import SweepPlan
     from tstitch_core.validation import parse_sweep_plans
 
-    plans = parse_sweep_plans("0, 0.4 0.2-0.7, 0-0.3, 0.6-1")
+    plans, merged = parse_sweep_plans("0, 0.4 0.2-0.7, 0-0.3, 0.6-1")
+    assert merged == 0
     assert plans == [SweepPlan(0, 0), SweepPlan(0, 0.4), SweepPlan(0.2, 0.7), SweepPlan(0, 0.3), SweepPlan(0.6, 1)]
     assert [f"{plan:g}" for plan in plans] == ["0", "0.4", "0.2-0.7", "0.3", "0.6-1"]
     assert [round(plan.small_share, 6) for plan in plans] == [0, 0.4, 0.5, 0.3, 0.4]
+
+
+def test_more_than_32_different_fractions_are_refused_before_any_step(sweep, timeline):
+    fractions = ", ".join(f"{i / 100:g}" for i in range(33)) + ", 0.5, 0.5"
+    with pytest.raises(ValueError, match=r"T-Stitch Fraction Sweep: fractions '0, 0\.01, .*' gives more than 32 "
+                                         r"different fractions and windows; the sweep keeps every result in memory"):
+        sweep(fractions)
+    assert timeline.events == []
+    with pytest.raises(ValueError) as error:  # a 1 MB input gives a short message
+        sweep(fractions + " 0.5" * 250_000)
+    assert len(str(error.value)) < 700 and f"... ({len(fractions) + 1_000_000} characters)" in str(error.value)
+
+
+def test_a_fraction_given_twice_is_sampled_once_and_the_table_says_so(sweep, timeline):
+    images, grid, table, _ = sweep("0, 0.5 0.5, 1, 0.50")
+    assert [f for kind, f in timeline.events if kind == "sample"] == [0.5, 0.0, 0.5, 1.0]
+    assert [row["fraction"] for row in parse_table(table)] == ["0", "0.5", "1"] and images.shape[0] == 3
+    assert "2 repeated fractions merged: each fraction is sampled once, in the order first given." in table.splitlines()
+    assert "merged" not in sweep("0, 0.5")[2]
+
+
+@pytest.mark.parametrize("updates, decodes", [(8, 0), (9, 1), (12, 2)])
+def test_cancel_stops_the_sweep_while_decoding_and_drawing_the_grid_too(sweep, timeline, cancel_after, updates,
+                                                                       decodes):
+    import comfy.model_management
+
+    # "0, 1" at 2 steps: 2 warm-up and 2 timed runs (8 updates), then a decode per fraction (9, 10), the metrics of
+    # each (11, 12) and a grid tile each (13, 14)
+    seen = cancel_after(updates)
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        sweep("0, 1", steps=2)
+    assert [kind for kind, _ in timeline.events].count("decode") == decodes
+    assert seen == list(range(1, updates + 1))
+
+
+def test_the_progress_bar_counts_decoding_the_metrics_and_the_grid(sweep, progress_updates):
+    sweep("0, 1", steps=2)
+    assert progress_updates[0] == (1, 14) and progress_updates[-1] == (14, 14)
+
+
+def test_sweep_fractions_take_exponents_and_windows_of_them():
+    from tstitch_core.report import SweepPlan
+    from tstitch_core.validation import parse_sweep_plans
+
+    assert parse_sweep_plans("1e-5, 1E-1-5e-1 0.2") == ([SweepPlan(0, 1e-5), SweepPlan(0.1, 0.5), SweepPlan(0, 0.2)], 0)
+    for bad in ("nan", "inf", "-0.5", "0.2-", "e-5", "0.1-0.2-0.3", "0.5-nan"):
+        with pytest.raises(ValueError, match="is not a small_fraction between 0 and 1, nor a window a-b"):
+            parse_sweep_plans(bad)

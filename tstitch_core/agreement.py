@@ -25,6 +25,15 @@ class StepAgreement:
         return self.cosine >= min_agreement
 
 
+def validate_min_agreement(min_agreement: float) -> float:
+    """Return ``min_agreement``, or raise where it is no cosine (-1 to 1): NaN, which every comparison fails, comes
+    through the API past the schema's bounds."""
+    if not -1.0 <= min_agreement <= 1.0:
+        raise ValueError(f"T-Stitch Agreement Probe: min_agreement {min_agreement} is not a cosine similarity; give "
+                         "a number from -1 to 1, such as 0.9.")
+    return float(min_agreement)
+
+
 def leading_agreeing_steps(agreements: Sequence[StepAgreement], min_agreement: float, start: int = 0) -> int:
     """How many steps from step ``start`` (0-based) on keep cosine agreement at or above ``min_agreement``."""
     count = 0

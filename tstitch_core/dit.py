@@ -72,11 +72,16 @@ def unwrap_training_checkpoint(checkpoint: Mapping) -> Mapping:
 
 def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file") -> DiTShape:
     """The network a DiT state dict holds, from its tensors' shapes; ``ValueError`` saying what was found
-    when it is not a complete DiT of a known width."""
+    when it is not a complete DiT of a known width, or a tensor has a shape no DiT has."""
     patch_weight = shapes.get("x_embedder.proj.weight")
     if patch_weight is None:
         raise ValueError(f"{source} is not a DiT checkpoint: {_describe_foreign(shapes)}")
+    _check_rank(shapes, "x_embedder.proj.weight", 4, "(width, channels, patch, patch)", source)
     width, in_channels, patch_size = int(patch_weight[0]), int(patch_weight[1]), int(patch_weight[2])
+    if patch_size < 1 or in_channels < 1 or tuple(patch_weight[2:]) != (patch_size, patch_size):
+        raise ValueError(f"{source} is a malformed DiT checkpoint: x_embedder.proj.weight has shape "
+                         f"{tuple(patch_weight)}, which is no patch embedding (a square patch of 1 or more pixels "
+                         "from 1 or more channels). The file may be damaged: download it again.")
     if width not in HEADS_BY_WIDTH:
         known = ", ".join(f"{w} ({n})" for (_, w), n in sorted(VARIANT_NAMES.items(), key=lambda i: i[0][1]))
         raise ValueError(
@@ -88,13 +93,47 @@ def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file
         raise ValueError(f"{source} is an incomplete DiT (width {width}, {depth} blocks): {len(missing)} tensors "
                          f"are missing, among them {', '.join(missing[:3])}. The file may be truncated: "
                          "download it again.")
-    grid_size = math.isqrt(int(shapes["pos_embed"][1]))
-    if grid_size * grid_size != int(shapes["pos_embed"][1]):
-        raise ValueError(f"{source}: pos_embed holds {shapes['pos_embed'][1]} positions, not a square grid.")
-    out_channels = int(shapes["final_layer.linear.weight"][0]) // (patch_size * patch_size)
+    _check_rank(shapes, "pos_embed", 3, "(1, positions, width)", source)
+    _check_rank(shapes, "final_layer.linear.weight", 2, "(patch x patch x channels, width)", source)
+    _check_rank(shapes, "y_embedder.embedding_table.weight", 2, "(classes + 1, width)", source)
+    positions, rows = int(shapes["pos_embed"][1]), int(shapes["y_embedder.embedding_table.weight"][0])
+    grid_size = math.isqrt(max(positions, 0))
+    if positions < 1 or grid_size * grid_size != positions:
+        raise ValueError(f"{source}: pos_embed holds {positions} positions, not a square grid.")
+    out_channels, leftover = divmod(int(shapes["final_layer.linear.weight"][0]), patch_size * patch_size)
+    expected = _expected_shapes(width, patch_size, out_channels, positions, rows, depth)
+    wrong = [(key, tuple(shapes[key]), shape) for key, shape in expected.items() if tuple(shapes[key]) != shape]
+    if leftover or out_channels < 1 or rows < 2 or wrong:
+        key, found, shape = wrong[0] if wrong else (
+            "final_layer.linear.weight" if leftover or out_channels < 1 else "y_embedder.embedding_table.weight",
+            None, None)
+        found = tuple(shapes[key]) if found is None else found
+        want = f"; a DiT of width {width}, patch {patch_size} has {shape}" if shape else ""
+        raise ValueError(f"{source} is a malformed DiT checkpoint: {key} has shape {found}{want}. The file may be "
+                         "damaged or hold another network: download it again.")
     return DiTShape(depth=depth, width=width, heads=HEADS_BY_WIDTH[width], patch_size=patch_size,
-                    in_channels=in_channels, out_channels=out_channels, grid_size=grid_size,
-                    class_rows=int(shapes["y_embedder.embedding_table.weight"][0]))
+                    in_channels=in_channels, out_channels=out_channels, grid_size=grid_size, class_rows=rows)
+
+
+def _check_rank(shapes: Mapping[str, Sequence[int]], key: str, rank: int, layout: str, source: str) -> None:
+    if len(shapes[key]) != rank:
+        raise ValueError(f"{source} is a malformed DiT checkpoint: {key} has shape {tuple(shapes[key])}, where a DiT "
+                         f"has {rank} dimensions {layout}. The file may be damaged: download it again.")
+
+
+def _expected_shapes(width: int, patch: int, out_channels: int, positions: int, rows: int,
+                     depth: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor ``_expected_keys`` names, as DiT's layers make them."""
+    w = width
+    shapes = {"pos_embed": (1, positions, w), "x_embedder.proj.bias": (w,),
+              "t_embedder.mlp.0.weight": (w, TIMESTEP_FREQUENCIES), "t_embedder.mlp.2.weight": (w, w),
+              "y_embedder.embedding_table.weight": (rows, w), "final_layer.linear.weight": (patch * patch * out_channels, w),
+              "final_layer.adaLN_modulation.1.weight": (2 * w, w)}
+    for i in range(depth):
+        shapes.update({f"blocks.{i}.attn.qkv.weight": (3 * w, w), f"blocks.{i}.attn.proj.weight": (w, w),
+                       f"blocks.{i}.mlp.fc1.weight": (4 * w, w), f"blocks.{i}.mlp.fc2.weight": (w, 4 * w),
+                       f"blocks.{i}.adaLN_modulation.1.weight": (6 * w, w)})
+    return shapes
 
 
 def _expected_keys(depth: int) -> list[str]:

@@ -104,8 +104,9 @@ def describe_timing(repeats: int, warmup: Sequence[float]) -> str:
 
 
 def format_sweep_table(rows: Sequence[SweepRow], reference_seconds: float, repeats: int = 1,
-                       warmup: Sequence[float] = ()) -> str:
-    """One line per fraction, columns aligned, then notes on the timing and the means: the sweep's STRING output."""
+                       warmup: Sequence[float] = (), merged: int = 0) -> str:
+    """One line per fraction, columns aligned, then notes on the timing and the means: the sweep's STRING output.
+    ``merged``: how many fractions were given more than once and sampled once."""
     header = ("fraction", "small steps", "seconds", "speedup", "PSNR dB", "identical", "SSIM", "latent rel. L2")
     lines = [header] + [(f"{r.fraction:g}", f"{r.small_steps}/{r.total_steps}", f"{r.seconds:.2f}",
                          f"{speedup(r, reference_seconds):.2f}x", format_psnr(r.psnr),
@@ -116,7 +117,9 @@ def format_sweep_table(rows: Sequence[SweepRow], reference_seconds: float, repea
     notes += [describe_timing(repeats, warmup) if warmup else None,
              "PSNR dB: the mean over the images (and video frames) that differ from the large model alone's; "
              "identical: how many are equal to it (PSNR inf) and left out of that mean; inf: all are.",
-             "SSIM, latent rel. L2: the mean over all images (and frames) against the large model alone's."]
+             "SSIM, latent rel. L2: the mean over all images (and frames) against the large model alone's.",
+             f"{merged} repeated fraction{'s' if merged != 1 else ''} merged: each fraction is sampled once, in the "
+             "order first given." if merged else None]
     return "\n".join(table + [""] + [note for note in notes if note])
 
 

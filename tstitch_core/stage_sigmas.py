@@ -23,25 +23,31 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .messages import quote_input
 from .schedule import SwitchPoint, compute_switch_index
 
 NODE_NAME = "T-Stitch Stage Sigmas"
+MAX_STEPS = 10000  # as KSampler's steps
 
 
 def parse_step_counts(text: str, models: int) -> list[int]:
-    """The steps of each model from "2, 4" (smallest model first), one count per model of the pair."""
-    parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+    """The steps of each model from "2, 4" (smallest model first), one count per model of the pair, at most
+    ``MAX_STEPS`` in all."""
+    parts = text.replace(";", " ").replace(",", " ").split()
     try:
         counts = [int(part) for part in parts]
     except ValueError:
-        raise ValueError(f"{NODE_NAME}: steps_per_model {text!r} is not a list of whole numbers; write one count "
+        raise ValueError(f"{NODE_NAME}: steps_per_model {quote_input(text)} is not a list of whole numbers; write one count "
                          f"per model, smallest model first, such as \"2, 4\".") from None
     if len(counts) != models:
-        raise ValueError(f"{NODE_NAME}: steps_per_model {text!r} gives {len(counts)} count(s), but the pair has "
+        raise ValueError(f"{NODE_NAME}: steps_per_model {quote_input(text)} gives {len(counts)} count(s), but the pair has "
                          f"{models} models; write {models} counts, smallest model first.")
     if any(count < 0 for count in counts) or sum(counts) < 1:
-        raise ValueError(f"{NODE_NAME}: steps_per_model {text!r} must be counts of 0 or more with at least one "
+        raise ValueError(f"{NODE_NAME}: steps_per_model {quote_input(text)} must be counts of 0 or more with at least one "
                          f"step in all.")
+    if sum(counts) > MAX_STEPS:
+        raise ValueError(f"{NODE_NAME}: steps_per_model {quote_input(text)} asks for {sum(counts)} steps in all; "
+                         f"at most {MAX_STEPS} are allowed, as KSampler allows. Give fewer steps.")
     return counts
 
 

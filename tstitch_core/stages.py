@@ -12,29 +12,30 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .messages import quote_input
 from .schedule import SWITCH_MODES, SwitchRule
 
 NODE_NAME = "T-Stitch Stages"
 
 
 def parse_until(text: str, stages: int) -> list[float]:
-    """The handover fractions from "0.2, 0.7": one per stage but the last, in [0, 1], increasing."""
-    parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+    """The handover fractions from "0.2, 0.7" (or "0.2 0.7"): one per stage but the last, in [0, 1], increasing."""
+    parts = text.replace(";", " ").replace(",", " ").split()
     try:
         fractions = [float(part) for part in parts]
     except ValueError:
-        raise ValueError(f"{NODE_NAME}: until {text!r} is not a list of numbers; write the fraction of the trajectory "
+        raise ValueError(f"{NODE_NAME}: until {quote_input(text)} is not a list of numbers; write the fraction of the trajectory "
                          f"where each model but the last hands over, such as \"0.2, 0.7\" for three stages.") from None
     if len(fractions) != stages - 1:
-        raise ValueError(f"{NODE_NAME}: until {text!r} gives {len(fractions)} fraction(s) for {stages} stages; write "
+        raise ValueError(f"{NODE_NAME}: until {quote_input(text)} gives {len(fractions)} fraction(s) for {stages} stages; write "
                          f"{stages - 1}, one where each model but the last hands over (\"0.2, 0.7\" for three).")
     for index, fraction in enumerate(fractions):
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"{NODE_NAME}: until {text!r}: {fraction:g}, where stage {index + 1} hands over, is "
+        if not 0.0 <= fraction <= 1.0:  # NaN too
+            raise ValueError(f"{NODE_NAME}: until {quote_input(text)}: {fraction:g}, where stage {index + 1} hands over, is "
                              "outside 0 to 1; the fractions are shares of the trajectory.")
     for index, (earlier, later) in enumerate(zip(fractions, fractions[1:])):
         if later <= earlier:
-            raise ValueError(f"{NODE_NAME}: until {text!r} must increase: stage {index + 2} would run from "
+            raise ValueError(f"{NODE_NAME}: until {quote_input(text)} must increase: stage {index + 2} would run from "
                              f"{earlier:g} to {later:g}, which is no part of the trajectory. Give each stage a "
                              "larger fraction than the one before it.")
     return fractions
@@ -42,7 +43,7 @@ def parse_until(text: str, stages: int) -> list[float]:
 
 def build_stage_rules(fractions: Sequence[float], switch_by: str) -> list[SwitchRule]:
     if switch_by not in SWITCH_MODES:
-        raise ValueError(f"{NODE_NAME}: switch_by must be one of {', '.join(SWITCH_MODES)}, got {switch_by!r}.")
+        raise ValueError(f"{NODE_NAME}: switch_by must be one of {', '.join(SWITCH_MODES)}, got {quote_input(switch_by)}.")
     return [SwitchRule(fraction, switch_by) for fraction in fractions]
 
 

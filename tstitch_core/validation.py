@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from .messages import quote_input
 from .report import SweepPlan
 from .schedule import SWITCH_MODES, SwitchRule, describe_step_prefix
 
@@ -56,38 +58,78 @@ def parse_fractions(text: str) -> list[float]:
     for token in tokens:
         try:
             fractions.append(validate_fraction(float(token)))
-        except ValueError as error:
-            raise ValueError(f"fractions: {token!r} is not a small_fraction between 0 and 1 ({error})") from None
+        except ValueError:  # float()'s own message would quote the whole token
+            raise ValueError(f"fractions: {quote_input(token)} is not a small_fraction between 0 and 1.") from None
     return fractions
 
 
-def parse_sweep_plans(text: str) -> list:
-    """The sweep's plans from "0, 0.4, 0.2-0.7": a small_fraction f (the small model first, to f) or a window a-b
-    (the large model, the small one from a to b, the large one again), each checked."""
+MAX_FULL_SCHEDULE = 1_000_000  # steps / denoise: ComfyUI computes that many sigmas, then runs the last steps
+
+
+def validate_denoise(steps: int, denoise: float) -> None:
+    """Raise where ``denoise`` is so small that the schedule ComfyUI computes for it, ``steps / denoise`` sigmas
+    long, would not fit (5e-324 gave OverflowError: cannot convert float infinity to integer)."""
+    if denoise > 0 and steps / denoise > MAX_FULL_SCHEDULE:
+        raise ValueError(
+            f"T-Stitch: denoise {denoise:g} with {steps} steps asks for a schedule of {steps / denoise:.3g} steps "
+            f"(ComfyUI computes steps / denoise of them and runs the last {steps}); at most {MAX_FULL_SCHEDULE} "
+            f"fit. Raise denoise to {steps / MAX_FULL_SCHEDULE:g} or more, or set it to 0 to run no step.")
+
+
+SWEEP_NODE = "T-Stitch Fraction Sweep"
+MAX_SWEEP_PLANS = 32  # distinct fractions and windows; the sweep keeps every result, so this bounds its memory
+
+
+def parse_sweep_plans(text: str) -> tuple[list, int]:
+    """(the sweep's distinct plans, in order of first mention; how many repeated ones were merged) from
+    "0, 0.4, 0.2-0.7": a small_fraction f (the small model first, to f) or a window a-b (the large model, the
+    small one from a to b, the large one again), each checked, at most ``MAX_SWEEP_PLANS``."""
     tokens = text.replace(",", " ").split()
     if not tokens:
-        raise ValueError("fractions is empty: give small_fraction values such as 0, 0.2, 0.4, 0.6, 0.8, 1, or "
-                         "windows such as 0.2-0.7.")
+        raise ValueError(f"{SWEEP_NODE}: fractions is empty: give small_fraction values such as 0, 0.2, 0.4, 0.6, "
+                         "0.8, 1, or windows such as 0.2-0.7.")
     plans = []
     for token in tokens:
-        start, _, end = token.partition("-") if token.count("-") == 1 and not token.startswith("-") else ("0", "", token)
-        try:
-            start, end = validate_fraction(float(start)), validate_fraction(float(end))
-        except ValueError as error:
-            raise ValueError(f"fractions: {token!r} is not a small_fraction between 0 and 1, nor a window a-b of "
-                             f"two ({error})") from None
-        if start >= end and not (start == 0.0 and end == 0.0):
-            raise ValueError(f"fractions: the window {token!r} must start before it ends: a-b with a < b runs the "
-                             "small model from a to b of the trajectory, the large model before and after.")
-        plans.append(SweepPlan(start, end))
-    return plans
+        plan = _parse_sweep_plan(token)
+        if plan not in plans:
+            plans.append(plan)
+            if len(plans) > MAX_SWEEP_PLANS:
+                raise ValueError(
+                    f"{SWEEP_NODE}: fractions {quote_input(text)} gives more than {MAX_SWEEP_PLANS} different "
+                    f"fractions and windows; the sweep keeps every result in memory, so it takes at most "
+                    f"{MAX_SWEEP_PLANS}. Sweep fewer, or split them over several sweeps.")
+    return plans, len(tokens) - len(plans)
+
+
+def _parse_sweep_plan(token: str) -> SweepPlan:
+    # a '-' after an e is an exponent's sign (1e-5), not a window's
+    parts = [token] if _is_number(token) else re.split(r"(?<![eE])-", token)
+    start, end = ("0", parts[0]) if len(parts) == 1 else parts if len(parts) == 2 else ("", "")
+    try:
+        start, end = validate_fraction(float(start)), validate_fraction(float(end))
+    except ValueError:  # float()'s own message would quote the whole token
+        raise ValueError(f"{SWEEP_NODE}: fractions: {quote_input(token)} is not a small_fraction between 0 and 1, "
+                         "nor a window a-b of two (such as 0.2-0.7).") from None
+    if start >= end and not (start == 0.0 and end == 0.0):
+        raise ValueError(f"{SWEEP_NODE}: fractions: the window {quote_input(token)} must start before it ends: a-b "
+                         "with a < b runs the small model from a to b of the trajectory, the large model before and "
+                         "after.")
+    return SweepPlan(start, end)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_rule(rule: SwitchRule) -> SwitchRule:
     """Return ``rule``, or raise if its fraction or mode is unknown."""
     validate_fraction(rule.small_fraction)
     if rule.switch_by not in SWITCH_MODES:
-        raise ValueError(f"switch_by must be one of {', '.join(SWITCH_MODES)}, got {rule.switch_by!r}.")
+        raise ValueError(f"switch_by must be one of {', '.join(SWITCH_MODES)}, got {quote_input(rule.switch_by)}.")
     return rule
 
 
