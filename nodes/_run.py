@@ -286,7 +286,8 @@ class StitchRun:
         self.stage_models = plan.stage_models
         counts = count_stage_steps(self.points, schedule, self.timestep_of)
         self.stage_names = stage_labels(plan, self.main)
-        validate_last_model_runs(counts, self.stage_names, plan.rules, handover_settings(len(plan.rules), self.stage_names, plan.handovers is not None),
+        settings = handover_settings(len(plan.rules), self.stage_names, plan.handovers is not None)
+        validate_last_model_runs(counts, self.stage_names, plan.rules, settings,
                                  schedule, self.timestep_of, timestep_max(model_sampling),
                                  node="T-Stitch Stages" if plan.handovers is not None else "T-Stitch")
         # an earlier model with no step (a low-denoise pass that starts below its share) runs: the progress says so

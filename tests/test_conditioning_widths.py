@@ -29,8 +29,8 @@ def facts_module(comfy_host):
 
 
 def meta_patcher(spec):
-    """``spec``'s model built by the class its config is detected as, on the meta device (no weights, no file: Qwen-Image
-    is ~1.4 GB), in a ModelPatcher: its layers say what it takes."""
+    """``spec``'s model built by the class its config is detected as, on the meta device (no weights, no file:
+    Qwen-Image is ~1.4 GB), in a ModelPatcher: its layers say what it takes."""
     import comfy.model_detection
     import comfy.model_patcher
 
@@ -147,8 +147,8 @@ def test_the_guiders_own_prompts_are_checked_against_their_own_model(klein_dev, 
     small, large = klein_dev
     swapped = guider(run_node, tag(small, "S"), tag(large, "L"), DEV_PROMPT, KLEIN_PROMPT)
     with pytest.raises(ValueError, match=r"^T-Stitch: the small model \(Flux2\) takes text embeddings 7680 wide, but "
-                                         r"the conditioning that reaches it \(small_positive\) is 15360 wide, the width "
-                                         r"the large model \(Flux2\) takes\. .* Encode small_positive with the small "
+                                         r"the conditioning that reaches it \(small_positive\) is 15360 wide, the "
+                                         r"width the large model \(Flux2\) takes\. .* Encode small_positive with the small "
                                          r"model \(Flux2\)'s own text encoder"):
         custom_sample(run_node, swapped, large)
     assert calls == []

@@ -13,7 +13,8 @@ def flow_timestep(sigma):
 
 
 def shifted_simple(steps, shift):
-    """A flow model's simple schedule under ModelSamplingSD3's shift, written out: s' = shift s / (1 + (shift - 1) s)."""
+    """A flow model's simple schedule under ModelSamplingSD3's shift, written out:
+    s' = shift s / (1 + (shift - 1) s)."""
     plain = [1 - i / steps for i in range(steps)] + [0.0]
     return [shift * s / (1 + (shift - 1) * s) for s in plain]
 
@@ -31,7 +32,7 @@ def test_the_shifted_schedule_starts_every_step_at_or_above_t_over_T_0_6():
 
 
 def test_fraction_range_is_exactly_where_coverage_changes():
-    # steps rule on 6 steps: round(6 f) >= 1 from f = 0.084 (0.0833.. rounds up to 1 only from 1/12 on), <= 5 below 11/12
+    # steps rule on 6 steps: round(6 f) >= 1 from f = 0.084 (0.0833.. rounds up only from 1/12 on), <= 5 below 11/12
     assert fraction_range("steps", 1, 5, SHIFTED, flow_timestep, 1000.0) == (0.084, 0.916)
     # timestep rule: the small model covers t/T >= 1 - f; the first step starts at 1, the last at 0.615
     low, high = fraction_range("timestep", 1, 5, SHIFTED, flow_timestep, 1000.0)

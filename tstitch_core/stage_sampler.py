@@ -10,19 +10,21 @@ from __future__ import annotations
 
 from typing import Collection, Sequence
 
+from .messages import quote_input
+
 NODE_NAME = "T-Stitch Stage Sampler"
 
 
 def parse_sampler_names(text: str, known: Collection[str], stages: int) -> list[str]:
     """The samplers of each stage from "dpmpp_2m, euler": one ComfyUI sampler name per stage, in trajectory order."""
     names = [part for part in text.replace(",", " ").split() if part]
-    shown = text if len(text) <= 200 else text[:200] + "..."
+    shown = quote_input(text)
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"{NODE_NAME}: {unknown[0][:60]!r} in sampler_names {shown!r} is not a ComfyUI sampler; "
-                         "use the names KSampler's sampler_name lists, such as euler, dpmpp_2m, uni_pc.")
+        raise ValueError(f"{NODE_NAME}: {quote_input(unknown[0], 60)} in sampler_names {shown} is not a ComfyUI "
+                         "sampler; use the names KSampler's sampler_name lists, such as euler, dpmpp_2m, uni_pc.")
     if len(names) != stages:
-        raise ValueError(f"{NODE_NAME}: sampler_names {shown!r} names {len(names)} sampler(s), but the model has "
+        raise ValueError(f"{NODE_NAME}: sampler_names {shown} names {len(names)} sampler(s), but the model has "
                          f"{stages} stages; name one sampler per stage, first stage first (for one sampler over the "
                          "whole pass, use KSamplerSelect).")
     return names
