@@ -14,7 +14,8 @@ only hand over to ``StitchRun`` (``_run.py``), which owns everything that happen
   denoise mask function of the model whose step it is.
 - PREDICT_NOISE, once per model call and outermost: the stage for the call's sigma.
 - ON_PRE_RUN: refuses a stitched model prepared by a guider that would never route it.
-- ON_CLONE: a clone of the stitched model gets its own clones of the stages.
+- ON_CLONE: a clone of the stitched model gets its own clones of the stages; so does a MultiGPU CFG Split
+  copy on another device (ON_DEEPCLONE_MULTIGPU, ON_MATCH_MULTIGPU_CLONES), the stages' copies on its device.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ __all__ = ["TSTITCH_KEY", "Stage", "StitchPlan", "get_plan", "refuse_stages_in_p
            "unstitched_models"]
 
 _WRAPPERS = (WrappersMP.OUTER_SAMPLE, WrappersMP.PREPARE_SAMPLING, WrappersMP.SAMPLER_SAMPLE, WrappersMP.PREDICT_NOISE)
-_CALLBACKS = (CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLONE)
+# a MultiGPU CFG Split copy (ComfyUI 0.33+) is made by a clone, then given copies of the additional models
+_DEVICE_COPY_CALLBACKS = tuple(getattr(CallbacksMP, name) for name in ("ON_DEEPCLONE_MULTIGPU", "ON_MATCH_MULTIGPU_CLONES")
+                               if hasattr(CallbacksMP, name))
+_CALLBACKS = (CallbacksMP.ON_PRE_RUN, CallbacksMP.ON_CLONE, *_DEVICE_COPY_CALLBACKS)
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,8 @@ def _install_plan(m: comfy.model_patcher.ModelPatcher, plan: StitchPlan) -> None
         m.remove_wrappers_with_key(wrapper_type, TSTITCH_KEY)
         m.add_wrapper_with_key(wrapper_type, TSTITCH_KEY, wrapper)
     _add_outermost_wrapper(m, WrappersMP.PREDICT_NOISE, _predict_noise_wrapper)
-    for callback_type, callback in ((CallbacksMP.ON_PRE_RUN, _pre_run), (CallbacksMP.ON_CLONE, _follow_clone)):
+    for callback_type, callback in ((CallbacksMP.ON_PRE_RUN, _pre_run), (CallbacksMP.ON_CLONE, _follow_clone),
+                                    *((t, _follow_clone) for t in _DEVICE_COPY_CALLBACKS)):
         m.remove_callbacks_with_key(callback_type, TSTITCH_KEY)
         m.add_callback_with_key(callback_type, TSTITCH_KEY, callback)
     m.remove_additional_models(TSTITCH_KEY)
@@ -176,7 +181,8 @@ def _add_outermost_wrapper(m: comfy.model_patcher.ModelPatcher, wrapper_type: st
 
 
 def _follow_clone(original: comfy.model_patcher.ModelPatcher, clone: comfy.model_patcher.ModelPatcher) -> None:
-    # ComfyUI cloned the additional models; the plan must name those clones, not the original's stages
+    # ComfyUI cloned the additional models (or copied them to a MultiGPU copy's device); the plan must name those
+    # clones, not the original's stages
     plan = get_plan(clone)
     if plan is None:
         return
@@ -214,4 +220,4 @@ def _predict_noise_wrapper(executor, x, timestep, model_options, seed=None):
 
 
 def _pre_run(patcher: comfy.model_patcher.ModelPatcher) -> None:
-    StitchRun.of_main_model(patcher).pre_run()
+    StitchRun.of_main_model(patcher).pre_run(patcher)

@@ -53,16 +53,20 @@ UNROUTABLE = (
     "T-Stitch Guider), and give model_negative a plain model.")
 
 
-def refuse_multigpu(patchers) -> None:
-    """Raise when a model of the pass carries MultiGPU CFG Split's clones (ComfyUI 0.33+), which T-Stitch can't
-    drive: ComfyUI would prepare the stitched model's clones as models of their own (refused as unroutable) and
-    leave an earlier model's clones loaded and idle."""
-    split = [model_label(i, len(patchers), p) for i, p in enumerate(patchers)
-             if p.get_additional_models_with_key("multigpu")]
-    if split:
-        raise ValueError(f"T-Stitch can't split a model's steps across GPUs with MultiGPU CFG Split yet, and it is "
-                         f"applied to the {' and the '.join(split)}. Remove MultiGPU CFG Split from the models and "
-                         "the pair; to use two GPUs, put each model on its own GPU with Select Model Device.")
+def refuse_multigpu_offload(plan, patchers) -> None:
+    """Raise when a model of a pass that offloads its idle model carries MultiGPU CFG Split's clones (ComfyUI 0.33+):
+    the earlier models' copies on the other GPUs would stay loaded while the large model runs, and the stitched
+    model's copies would carry no copies of the earlier models to split their steps with."""
+    split = [model_label(i, len(patchers), p) for i, p in enumerate(patchers) if device_copies(p)]
+    if split and plan.offload_idle:
+        raise ValueError(f"T-Stitch can't offload the idle model (offload_idle_model) while MultiGPU CFG Split is "
+                         f"applied to the {' and the '.join(split)}. Turn offload_idle_model off to split the steps "
+                         "across GPUs, or remove MultiGPU CFG Split to offload.")
+
+
+def device_copies(patcher) -> list:
+    """``patcher``'s copies on other devices made by MultiGPU CFG Split (none on hosts older than 0.33)."""
+    return [p for p in patcher.get_additional_models_with_key("multigpu") if getattr(p, "is_multigpu_base_clone", False)]
 
 
 def model_label(index: int, count: int, patcher: comfy.model_patcher.ModelPatcher) -> str:
@@ -168,6 +172,9 @@ class StageRun:
             conds = guider.conds  # the guider's, hooks filtered; processed by the large model later
         self.own_conds = conds if own is not None else None
         self.processed_conds = None
+        if device_copies(self.patcher):  # its copies take on what was applied after MultiGPU CFG Split, as core's do
+            self.patcher.match_multigpu_clones()
+        self.devices = None  # {device: copy of this model} where MultiGPU CFG Split spreads its batch
         if is_dynamic(self.patcher) and has_hooks(conds):
             self.patcher = non_dynamic_delegate(self.patcher)
             run.patchers[index] = self.patcher
@@ -244,10 +251,25 @@ class StageRun:
         try:
             executor = WrapperExecutor.new_class_executor(
                 guider.predict_noise, guider, get_all_wrappers(WrappersMP.PREDICT_NOISE, options, is_model_options=True))
+            if self.devices:
+                options["multigpu_clones"], options["multigpu_thread_pool"] = self.devices, self.run.stage_pool
+            else:  # the large model's copies never run this model's calls
+                options.pop("multigpu_clones", None)
             out = executor.execute(x.to(device), timestep.to(device), options, seed)
         finally:
             guider.conds, guider.cfg = saved
         return out.to(x.device)
+
+    def spread(self, devices: dict) -> None:
+        """Split this model's batch across ``devices`` (one copy of it each), prepared as CFGGuider.outer_sample
+        prepares the copies of the model it samples: its hook patches and mode, pre-run."""
+        for copy in devices.values():
+            if copy is not self.patcher:
+                copy.hook_patches = comfy.model_patcher.create_hook_patches_clone(self.patcher.hook_patches,
+                                                                                  copy_tuples=True)
+                copy.hook_mode = self.patcher.hook_mode
+                copy.pre_run()
+        self.devices = devices
 
     def restore_hooks(self) -> None:
         self.patcher.hook_mode = self.saved_hook_mode
@@ -260,6 +282,7 @@ class StageRun:
             steps.append(lambda: comfy.sampler_helpers.cleanup_models(self.processed_conds, []))
         if self.run.plan.offload_idle:  # ComfyUI cleans up the additional models it loaded, not these
             steps.append(self.patcher.cleanup)
+        steps += [copy.cleanup for copy in (self.devices or {}).values() if copy is not self.patcher]
         run_all(steps)
 
 
@@ -282,7 +305,7 @@ class StitchRun:
         validate_stage_coverage(plan.rules, covered, len(schedule) - 1)
         # one per model, each once; the stages (what the switch points divide) name a model each
         self.patchers = [stage.patcher for stage in plan.stages] + [self.main]
-        refuse_multigpu(self.patchers)
+        refuse_multigpu_offload(plan, self.patchers)
         self.stage_models = plan.stage_models
         counts = count_stage_steps(self.points, schedule, self.timestep_of)
         self.stage_names = stage_labels(plan, self.main)
@@ -302,6 +325,7 @@ class StitchRun:
         self.active = None  # index of the stage whose model the guider's inner model is now
         self.active_model = None
         self.pre_ran = False
+        self.stage_pool = self.own_pool = None  # the threads the earlier models' copies run in
         self.sampler_options = None  # the sampler's model options as it started, to tell its additions apart
         self.cond_context = None
         self.mask_functions = None
@@ -326,8 +350,13 @@ class StitchRun:
 
     @staticmethod
     def of_main_model(patcher) -> "StitchRun":
+        """The run sampling ``patcher`` as its own model, or one of its MultiGPU CFG Split copies."""
         run = _RUNS.get(id(patcher))
-        if run is None or run.main is not patcher:
+        if run is not None and run.main is patcher:
+            return run
+        # core pre-runs the sampled model's copies on the other devices too
+        run = next((r for r in _RUNS.values() if any(c is patcher for c in device_copies(r.main))), None)
+        if run is None:
             raise ValueError(UNROUTABLE)
         return run
 
@@ -482,7 +511,11 @@ class StitchRun:
             load = lambda _stage_model: self._prepare_with_run_patchers(prepare, model)  # noqa: E731
             for stage in reversed(self.stages):
                 load = self._nest_prepare(stage, load, noise_shape, kwargs)
-            return load(model)
+            real_model, conds, models = load(model)
+            # core takes every loaded MultiGPU copy for a copy of the sampled model: an earlier model's are its own
+            own = device_copies(model)
+            return real_model, conds, [m for m in models if not getattr(m, "is_multigpu_base_clone", False)
+                                       or any(m is c for c in own)]
         if self.first_index == len(self.stages):
             return prepare(model)
         first = self.stages[self.first_index]
@@ -508,16 +541,45 @@ class StitchRun:
         return lambda _model: within_prepare_wrappers(stage.patcher, stage.options, lambda m, *_, **__: inner(m),
                                                       noise_shape, stage.conds_for_wrappers(), **kwargs)
 
-    def pre_run(self) -> None:
+    def pre_run(self, patcher) -> None:
+        if patcher is not self.main:  # a MultiGPU CFG Split copy of the large model: its stages are spread below
+            return
         # ComfyUI calls pre_run on the sampled model only; a second call means another guider prepared it too
         if self.pre_ran:
             raise ValueError(UNROUTABLE)
         self.pre_ran = True
         for stage in self.stages:
             stage.patcher.pre_run()
+        self._spread_stages()
+
+    def _spread_stages(self) -> None:
+        """Each earlier model's batch split across its copies on other devices: its own (MultiGPU CFG Split on the
+        input model) and those the stitched model's copies carry (split after the pair, or on the large model:
+        core copies a model's additional models with it), in the large model's thread pool where it covers them."""
+        carriers = [copy.get_attachment(TSTITCH_KEY) for copy in device_copies(self.main)]
+        needed = [self.main.load_device]
+        for stage in self.stages:
+            devices = {stage.patcher.load_device: stage.patcher}
+            carried = [plan.stages[stage.index].patcher for plan in carriers if plan is not None]
+            for copy in [*device_copies(stage.patcher), *carried]:
+                devices.setdefault(copy.load_device, copy)
+            if len(devices) > 1:
+                stage.spread(devices)
+                needed += [device for device in devices if device not in needed]
+        if not any(stage.devices for stage in self.stages):
+            return
+        pool = self.guider.model_options.get("multigpu_thread_pool")
+        if pool is None or not set(needed) <= set(pool.devices):
+            import comfy.multigpu  # ComfyUI 0.33+, as are the copies
+
+            pool = self.own_pool = comfy.multigpu.MultiGPUThreadPool(needed)
+        self.stage_pool = pool
 
     def finish(self) -> None:
-        run_all(stage.finish for stage in self.stages)
+        steps = [stage.finish for stage in self.stages]
+        if self.own_pool is not None:
+            steps.append(self.own_pool.shutdown)
+        run_all(steps)
 
 
 class UnloadedModelView:

@@ -147,10 +147,11 @@ def test_the_ar_video_sampler_is_refused_before_the_first_call(small_model, larg
 
 @pytest.mark.latest_host_only  # MultiGPU CFG Split is newer than the version floor
 @pytest.mark.parametrize("where", ["pair", "small", "large"])
-def test_multigpu_cfg_split_is_refused_before_anything_loads(where, small_model, large_model, stitch, ksample, tag,
-                                                             calls, monkeypatch):
-    """Before, ComfyUI's pre_run on the stitched model's clones gave the unroutable-guider message (the pair, the
-    large model) and a split small model ran on one device, its clone loaded for nothing."""
+def test_multigpu_cfg_split_with_offload_is_refused_before_anything_loads(where, small_model, large_model, run_node,
+                                                                          ksample, tag, calls, monkeypatch):
+    """With offload, the earlier models' copies on other GPUs would stay loaded while the large model runs, and the
+    stitched model's copies carry none of the earlier models to split their steps with (the split itself works
+    without offload: tests/test_multigpu.py)."""
     import torch
     import comfy.model_management
     import comfy.multigpu
@@ -161,13 +162,15 @@ def test_multigpu_cfg_split_is_refused_before_anything_loads(where, small_model,
     # what the MultiGPU_WorkUnits node calls, less its reuse of loaded clones: that scan fails (AttributeError on
     # None) on the loaded models whose patchers other tests of this process let go of
     split = lambda model: comfy.multigpu.create_multigpu_deepclones(model, 2)  # noqa: E731
+    pair = lambda s, l: run_node("TStitchModelPair", small_model=s, large_model=l, small_fraction=0.4,  # noqa: E731
+                                 switch_by="steps", offload_idle_model=True)[0]
     small, large = tag(small_model, "S"), tag(large_model, "L")
-    model = (split(stitch(small, large)) if where == "pair" else
-             stitch(split(small), large) if where == "small" else stitch(small, split(large)))
+    model = (split(pair(small, large)) if where == "pair" else
+             pair(split(small), large) if where == "small" else pair(small, split(large)))
     loaded = []
     monkeypatch.setattr(comfy.model_management, "load_models_gpu", lambda models, *a, **k: loaded.append(models))
-    with pytest.raises(ValueError, match="MultiGPU CFG Split") as error:
+    with pytest.raises(ValueError, match="offload_idle_model") as error:
         ksample(model)
     assert calls == [] and loaded == []
     assert ("small model" if where == "small" else "large model") in str(error.value)
-    assert "Select Model Device" in str(error.value)
+    assert "MultiGPU CFG Split" in str(error.value)

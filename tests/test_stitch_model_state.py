@@ -4,6 +4,8 @@ model management loads both models."""
 import pytest
 import torch
 
+from tstitch_dev.testing import snapshot
+
 
 def weight_patched(model, seed=0):
     """A clone with a LoRA-style weight difference on the output convolution (ComfyUI's patch machinery)."""
@@ -105,26 +107,6 @@ def test_what_the_sampler_sets_at_run_time_reaches_both_models(small_model, larg
         assert torch.equal(options["sample_sigmas"].cpu(), schedule), name
         assert options["cond_or_uncond"] == [1, 0] or options["cond_or_uncond"] == [0, 1], name
         assert "sigmas" in options and "uuids" in options, name
-
-
-def snapshot(patcher):
-    """Everything a node could mutate on a ModelPatcher, by value where plain and by identity otherwise."""
-
-    def shape(value):
-        if isinstance(value, dict):
-            return {repr(k): shape(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [shape(v) for v in value]
-        if isinstance(value, (str, int, float, bool, type(None))):
-            return value
-        return ("id", id(value))
-
-    return shape({
-        "model_options": patcher.model_options, "wrappers": patcher.wrappers, "callbacks": patcher.callbacks,
-        "attachments": patcher.attachments, "additional_models": patcher.additional_models,
-        "patches": patcher.patches, "patches_uuid": str(patcher.patches_uuid), "object_patches": patcher.object_patches,
-        "injections": patcher.injections, "model": patcher.model, "model_sampling": patcher.model.model_sampling,
-    })
 
 
 def test_inputs_are_unchanged_after_stitching_and_sampling(small_model, medium_model, large_model, stitch,

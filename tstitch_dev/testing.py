@@ -89,3 +89,23 @@ def reference_model(small, large, switch_by, fraction, log=None):
 
     reference.set_model_unet_function_wrapper(route)
     return reference
+
+
+def snapshot(patcher):
+    """Everything a node could mutate on a ModelPatcher, by value where plain and by identity otherwise."""
+
+    def shape(value):
+        if isinstance(value, dict):
+            return {repr(k): shape(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [shape(v) for v in value]
+        if isinstance(value, (str, int, float, bool, type(None))):
+            return value
+        return ("id", id(value))
+
+    return shape({
+        "model_options": patcher.model_options, "wrappers": patcher.wrappers, "callbacks": patcher.callbacks,
+        "attachments": patcher.attachments, "additional_models": patcher.additional_models,
+        "patches": patcher.patches, "patches_uuid": str(patcher.patches_uuid), "object_patches": patcher.object_patches,
+        "injections": patcher.injections, "model": patcher.model, "model_sampling": patcher.model.model_sampling,
+    })
