@@ -28,7 +28,7 @@ HOST_ARCHIVE = "host.tar.xz"
 PLAN = "plan.json"
 MIB = 2 ** 20
 CARRY_LIMIT = 64 * MIB  # what one call of the GPU machine carries: the tree and the named folders
-CARRY_MARGIN = 1 * MIB  # for files the tree gains between --prepare and the calls
+CARRY_MARGIN = MIB // 4  # for files the tree gains between --prepare and the calls (run them at once)
 # what the GPU machines have (besides the standard library and what these require)
 GPU_MACHINE_HAS = ("torch", "transformers", "einops", "safetensors", "aiohttp", "scipy")
 # Beyond those, what the pack's load and the check import: ComfyUI's core and comfy_api (av, comfy-kitchen,

@@ -89,7 +89,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     try:
         args.fractions = sorted(set(parse_fractions(args.fractions)))
-        args.windows = sorted(set(parse_sweep_plans(args.windows))) if args.windows.strip() else []
+        args.windows = sorted(set(parse_sweep_plans(args.windows)[0])) if args.windows.strip() else []
         if any(window.start == 0.0 for window in args.windows):
             raise ValueError("--windows: each window a-b must start after 0 (a fraction f is --fractions' f)")
         args.seeds = [int(seed) for seed in args.seeds.split(",")]

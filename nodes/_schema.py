@@ -4,6 +4,7 @@ ComfyUI's API hands a node unchecked."""
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 
 import torch
@@ -42,8 +43,11 @@ def refuse_odd_api_values(cls: type[io.ComfyNode]) -> type[io.ComfyNode]:
     inputs = {i.id: i for i in schema_.inputs}
     execute = cls.__dict__["execute"].__func__
 
+    parameters = inspect.signature(execute)
+
     @functools.wraps(execute)
-    def checked(cls_, **values):
+    def checked(cls_, *args, **kwargs):
+        values = parameters.bind(cls_, *args, **kwargs).arguments  # a caller may pass inputs by position
         for name, value in values.items():
             spec = inputs.get(name)
             if spec is None:
@@ -56,7 +60,7 @@ def refuse_odd_api_values(cls: type[io.ComfyNode]) -> type[io.ComfyNode]:
             if kind not in WIDGET_TYPES and not (value is None and spec.optional) and is_typed_in(value, kind):
                 raise ValueError(f"{schema_.display_name}: {name} is given the value {quote_input(value, 80)}, but "
                                  f"it takes a {kind} link; connect a node's {kind} output to it.")
-        return execute(cls_, **values)
+        return execute(cls_, *args, **kwargs)
 
     checked.tstitch_checked = True
     cls.execute = classmethod(checked)

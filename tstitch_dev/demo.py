@@ -74,7 +74,8 @@ def digits_demo(out: Path, small_path: Path, large_path: Path, fraction: float =
     small, large = digits.load_trained(small_path), digits.load_trained(large_path)
     conditionings = digits.class_conditionings(large)
     stitched = digits.stitched_model(small, large, fraction, sampling.switch_by)
-    warm = dataclasses.replace(sampling, steps=1, per_class=2)
+    # the run's own steps, so both models run (one step would be the small model's alone, which the pair refuses)
+    warm = dataclasses.replace(sampling, per_class=1)
     digits.sample_digits(stitched, conditionings[:1], warm, seed)  # first-call costs stay out of the times
     panels = []
     for name, model in (("large model alone", large), (f"T-Stitch, small_fraction {fraction:g}", stitched)):
