@@ -29,7 +29,8 @@ if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     os.environ["OMP_NUM_THREADS"] = str(max(1, cores // WORKERS))
 # test files that share a session fixture too costly to have on every worker: the server (and its memory)
-SHARED_WORKER = {"tests/test_server.py": "server", "tests/test_browser.py": "server", "tests/test_fuzz.py": "server"}
+SHARED_WORKER = {"tests/test_server.py": "server", "tests/test_browser.py": "server", "tests/test_fuzz.py": "server",
+                 "tests/test_soak.py": "server"}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks, when it is installed

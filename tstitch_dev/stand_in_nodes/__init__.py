@@ -2,8 +2,8 @@
 its own, beside the pack, so that the Wan examples can run there, and so that the soak (tests/test_soak.py) can
 read the server's figures from inside its process (``TStitchSoakStats``).
 
-The Wan examples' text encoder, UMT5-XXL (5.7B parameters, its 4096-wide output fixed in ComfyUI), is too big to build at
-test time. ``use_stand_in_text_encoders`` rewrites an API prompt so that each CLIPTextEncode fed by a Wan
+The Wan examples' text encoder, UMT5-XXL (5.7B parameters, its 4096-wide output fixed in ComfyUI), is too big to
+build at test time. ``use_stand_in_text_encoders`` rewrites an API prompt so that each CLIPTextEncode fed by a Wan
 CLIPLoader becomes ``StandInUMT5TextEncode`` with the same text (the loader is dropped): a CONDITIONING of
 UMT5's shape, seeded from the text. Everything else in the graph runs as the example has it.
 """
