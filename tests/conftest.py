@@ -30,7 +30,7 @@ if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(max(1, cores // WORKERS))
 # test files that share a session fixture too costly to have on every worker: the server (and its memory)
 SHARED_WORKER = {"tests/test_server.py": "server", "tests/test_browser.py": "server",
-                 "tests/test_blueprints.py": "server", "tests/test_fuzz.py": "server"}
+                 "tests/test_blueprints.py": "server", "tests/test_fuzz.py": "server", "tests/test_soak.py": "server"}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks, when it is installed

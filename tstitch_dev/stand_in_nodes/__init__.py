@@ -1,5 +1,6 @@
 """Test-only ComfyUI nodes, NOT part of the pack: the test server loads this folder as a custom-node package of
-its own, beside the pack, so that the examples whose text encoders are too big to build can run there.
+its own, beside the pack, so that the examples whose text encoders are too big to build can run there, and so
+that the soak (tests/test_soak.py) can read the server's figures from inside its process (``TStitchSoakStats``).
 
 Their text encoders (UMT5-XXL and T5-XXL at 4.7-5.7B parameters, CLIP-G, Mistral Small 3, Qwen3 4B; output
 widths fixed in ComfyUI) cannot be built at test time. ``use_stand_in_text_encoders`` rewrites an API prompt so
@@ -105,3 +106,47 @@ def use_stand_in_text_encoders(api: dict) -> dict:
         if api[key]["class_type"] != "CheckpointLoaderSimple":
             del api[key]
     return api
+
+
+SOAK_STATS_ID = "TStitchSoakStats"
+
+
+class TStitchSoakStats:
+    """TEST-ONLY, not part of the pack: what the soak (tests/test_soak.py) reads from inside the server process, as
+    UI text (a JSON object) in the prompt's /history outputs: ``runs``, the entries of the pack's run registry
+    (``_RUNS`` of its nodes/_run.py); ``run_modules``, how many such modules were found (1, or the count means
+    nothing); ``loaded_models``, ComfyUI's ``current_loaded_models``; ``rss``, this process's resident bytes."""
+
+    CATEGORY = "testing"
+    FUNCTION = "report"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    DESCRIPTION = "Test-only: the T-Stitch run registry, ComfyUI's loaded models and the server's RSS, as text."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tag": ("STRING", {"default": ""})}}
+
+    @classmethod
+    def IS_CHANGED(cls, tag):
+        return float("nan")  # never equal to itself: the figures are read afresh every time, never from the cache
+
+    def report(self, tag):
+        import gc
+        import json
+        import sys
+
+        import psutil
+        from comfy import model_management
+
+        gc.collect()  # garbage not yet collected is not a leak: a steadier RSS
+        registries = [module._RUNS for name, module in list(sys.modules.items())
+                      if name.endswith("nodes._run") and isinstance(getattr(module, "_RUNS", None), dict)]
+        figures = {"tag": tag, "runs": sum(len(r) for r in registries), "run_modules": len(registries),
+                   "loaded_models": len(model_management.current_loaded_models),
+                   "rss": psutil.Process().memory_info().rss}
+        return {"ui": {"text": [json.dumps(figures)]}}
+
+
+NODE_CLASS_MAPPINGS[SOAK_STATS_ID] = TStitchSoakStats
+NODE_DISPLAY_NAME_MAPPINGS[SOAK_STATS_ID] = "T-Stitch Soak Stats (tests only)"
