@@ -30,7 +30,7 @@ if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(max(1, cores // WORKERS))
 # test files that share a session fixture too costly to have on every worker: the server (and its memory)
 SHARED_WORKER = {"tests/test_server.py": "server", "tests/test_browser.py": "server",
-                 "tests/test_blueprints.py": "server", "tests/test_fuzz.py": "server", "tests/test_soak.py": "server"}
+                 "tests/test_blueprints.py": "server", "tests/test_fuzz.py": "server"}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks, when it is installed
@@ -284,6 +284,17 @@ def tag(calls):
 def server(tmp_path_factory, comfy_host):
     """The host's main.py serving on 127.0.0.1, this pack loaded, the example workflows' models in place, and
     beside the pack the test-only stand-in nodes (tstitch_dev/stand_in_nodes: text encoders too big to build)."""
+    yield from serve(tmp_path_factory, comfy_host)
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory, comfy_host):
+    """A server like ``server``'s for one test module alone (the soak), so that what a long queue leaves in its
+    process never reaches the tests that share ``server`` (the frontend's among them)."""
+    yield from serve(tmp_path_factory, comfy_host)
+
+
+def serve(tmp_path_factory, comfy_host):
     from tstitch_dev.examples import link_example_models
     from tstitch_dev.server import ComfyServer
 

@@ -1,6 +1,6 @@
 """The soak: a long queue through the real server cycling a pair (KSampler), T-Stitch Stages, the T-Stitch Guider
 (SamplerCustomAdvanced), the Agreement Probe, the Fraction Sweep and a cancelled run, at 32x32 and 2 steps.
-Between cycles the test-only TStitchSoakStats node (tstitch_dev/stand_in_nodes) reports from inside the server
+Between cycles the test-only StandInSoakStats node (tstitch_dev/stand_in_nodes) reports from inside the server
 the pack's run registry, ComfyUI's loaded models and the process RSS. Checked: no run left registered, loaded
 models not accumulating, RSS growth after warm-up within RSS_GROWTH_BOUND, and each cycle's re-run of the first
 cycle's prompts giving the same latents bit for bit.
@@ -106,7 +106,8 @@ def cancelled(server, cycle):
     assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"]), entry["status"]
 
 
-def test_a_long_queue_leaves_no_run_registered_no_models_piling_up_and_memory_bounded(server, capsys):
+def test_a_long_queue_leaves_no_run_registered_no_models_piling_up_and_memory_bounded(own_server, capsys):
+    server = own_server  # a process of its own: what a long queue leaves there must not reach the frontend tests
     cycles = int(os.environ.get("TSTITCH_SOAK_CYCLES", "3"))
     assert cycles >= 2  # the first cycle is the warm-up
     info = server.object_info()

@@ -1,6 +1,6 @@
 """Test-only ComfyUI nodes, NOT part of the pack: the test server loads this folder as a custom-node package of
 its own, beside the pack, so that the examples whose text encoders are too big to build can run there, and so
-that the soak (tests/test_soak.py) can read the server's figures from inside its process (``TStitchSoakStats``).
+that the soak (tests/test_soak.py) can read the server's figures from inside its process (``StandInSoakStats``).
 
 Their text encoders (UMT5-XXL and T5-XXL at 4.7-5.7B parameters, CLIP-G, Mistral Small 3, Qwen3 4B; output
 widths fixed in ComfyUI) cannot be built at test time. ``use_stand_in_text_encoders`` rewrites an API prompt so
@@ -108,10 +108,10 @@ def use_stand_in_text_encoders(api: dict) -> dict:
     return api
 
 
-SOAK_STATS_ID = "TStitchSoakStats"
+SOAK_STATS_ID = "StandInSoakStats"
 
 
-class TStitchSoakStats:
+class StandInSoakStats:
     """TEST-ONLY, not part of the pack: what the soak (tests/test_soak.py) reads from inside the server process, as
     UI text (a JSON object) in the prompt's /history outputs: ``runs``, the entries of the pack's run registry
     (``_RUNS`` of its nodes/_run.py); ``run_modules``, how many such modules were found (1, or the count means
@@ -148,5 +148,5 @@ class TStitchSoakStats:
         return {"ui": {"text": [json.dumps(figures)]}}
 
 
-NODE_CLASS_MAPPINGS[SOAK_STATS_ID] = TStitchSoakStats
-NODE_DISPLAY_NAME_MAPPINGS[SOAK_STATS_ID] = "T-Stitch Soak Stats (tests only)"
+NODE_CLASS_MAPPINGS[SOAK_STATS_ID] = StandInSoakStats
+NODE_DISPLAY_NAME_MAPPINGS[SOAK_STATS_ID] = "Soak Stats (tests only)"  # no "T-Stitch": the node search tests
