@@ -223,7 +223,7 @@ def load_dit(path: str, weight_dtype: torch.dtype | None = None,
     try:
         with safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext():
             # safe_load: hosts before 0.33 otherwise unpickle arbitrary objects from a .pt
-            checkpoint = comfy.utils.load_torch_file(path, safe_load=True)
+            checkpoint, metadata = comfy.utils.load_torch_file(path, safe_load=True, return_metadata=True)
     except Exception as error:  # a damaged or foreign file: say which, not a bare error from deep in torch
         raise ValueError(f"T-Stitch DiT loader: {name} could not be read as a checkpoint ({type(error).__name__}: "
                          f"{quote_input(error, 300)}). The file may be damaged or not a .pt/.safetensors of "
@@ -234,7 +234,7 @@ def load_dit(path: str, weight_dtype: torch.dtype | None = None,
                          "\"ema\" or \"model\").")
     state_dict = dict(unwrap_training_checkpoint(checkpoint))
     shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items() if hasattr(v, "shape")},
-                           source=name)
+                           source=name, heads=(metadata or {}).get("dit_heads"))
     model = build_dit(shape, state_dict, weight_dtype, disable_dynamic)
     model.cached_patcher_init = (load_dit, (path, weight_dtype))
     log.info("T-Stitch: loaded %s from %s", shape.name, path)

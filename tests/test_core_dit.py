@@ -16,6 +16,20 @@ def test_every_published_size_is_read_off_its_shapes():
     assert (eps_only.heads, eps_only.out_channels, eps_only.learned_sigma) == (12, 4, False)
 
 
+def test_a_width_no_published_dit_has_needs_the_heads_its_file_records():
+    shapes = dit_tensor_shapes(DiTSpec("narrow", depth=2, width=256))
+    with pytest.raises(ValueError, match=r"x.pt is a DiT of width 256, which none of the published DiTs has: .* or "
+                                         r"from a .safetensors file whose metadata records dit_heads"):
+        read_dit_shape(shapes, "x.pt")
+    assert read_dit_shape(shapes, "x.safetensors", heads="4").heads == 4
+    # a published width: the file's own record wins over the table
+    assert read_dit_shape(dit_tensor_shapes(TINY_DIT_S), heads="3").heads == 3
+    for bad in ("5", "0", "four", "-4", ""):
+        with pytest.raises(ValueError, match=rf"x.safetensors records dit_heads '{bad}' in its metadata, which is no "
+                                             r"number of attention heads for width 256 \(a whole number that divides"):
+            read_dit_shape(shapes, "x.safetensors", heads=bad)
+
+
 def test_a_missing_position_table_is_named():
     shapes = dit_tensor_shapes(TINY_DIT_S)
     del shapes["pos_embed"]

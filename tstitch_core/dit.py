@@ -9,6 +9,8 @@ from typing import Mapping, Sequence
 
 import torch
 
+from .messages import quote_input
+
 # Attention heads leave no trace in the weights, so the published widths fix them (the DiT paper, table 1).
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
 VARIANT_NAMES = {(12, 384): "DiT-S", (12, 768): "DiT-B", (24, 1024): "DiT-L", (28, 1152): "DiT-XL"}
@@ -70,9 +72,12 @@ def unwrap_training_checkpoint(checkpoint: Mapping) -> Mapping:
     return checkpoint
 
 
-def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file") -> DiTShape:
+def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file",
+                   heads: str | None = None) -> DiTShape:
     """The network a DiT state dict holds, from its tensors' shapes; ``ValueError`` saying what was found
-    when it is not a complete DiT of a known width, or a tensor has a shape no DiT has."""
+    when it is not a complete DiT of a known width, or a tensor has a shape no DiT has. ``heads`` is the
+    ``dit_heads`` a safetensors file's metadata records (the weights do not hold it): needed only for a width
+    no published DiT has, such as the trained digits pair's."""
     patch_weight = shapes.get("x_embedder.proj.weight")
     if patch_weight is None:
         raise ValueError(f"{source} is not a DiT checkpoint: {_describe_foreign(shapes)}")
@@ -82,11 +87,7 @@ def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file
         raise ValueError(f"{source} is a malformed DiT checkpoint: x_embedder.proj.weight has shape "
                          f"{tuple(patch_weight)}, which is no patch embedding (a square patch of 1 or more pixels "
                          "from 1 or more channels). The file may be damaged: download it again.")
-    if width not in HEADS_BY_WIDTH:
-        known = ", ".join(f"{w} ({n})" for (_, w), n in sorted(VARIANT_NAMES.items(), key=lambda i: i[0][1]))
-        raise ValueError(
-            f"{source} is a DiT of width {width}, which none of the published DiTs has: the number of attention "
-            f"heads is not stored in the weights, so it can only be known for the widths {known}.")
+    head_count = read_head_count(width, heads, source)
     depth = len({key.split(".")[1] for key in shapes if key.startswith("blocks.")})
     missing = [key for key in _expected_keys(depth) if key not in shapes]
     if missing:
@@ -111,8 +112,26 @@ def read_dit_shape(shapes: Mapping[str, Sequence[int]], source: str = "this file
         want = f"; a DiT of width {width}, patch {patch_size} has {shape}" if shape else ""
         raise ValueError(f"{source} is a malformed DiT checkpoint: {key} has shape {found}{want}. The file may be "
                          "damaged or hold another network: download it again.")
-    return DiTShape(depth=depth, width=width, heads=HEADS_BY_WIDTH[width], patch_size=patch_size,
+    return DiTShape(depth=depth, width=width, heads=head_count, patch_size=patch_size,
                     in_channels=in_channels, out_channels=out_channels, grid_size=grid_size, class_rows=rows)
+
+
+def read_head_count(width: int, heads: str | None, source: str) -> int:
+    """The attention heads of a DiT of ``width``: the file's ``dit_heads`` metadata where it has one (a number
+    that divides the width), else the published DiTs' for their widths."""
+    if heads is not None:
+        text = str(heads).strip()
+        if not text.isdigit() or int(text) < 1 or width % int(text):
+            raise ValueError(f"{source} records dit_heads {quote_input(heads, 40)} in its metadata, which is no "
+                             f"number of attention heads for width {width} (a whole number that divides it).")
+        return int(text)
+    if width not in HEADS_BY_WIDTH:
+        known = ", ".join(f"{w} ({n})" for (_, w), n in sorted(VARIANT_NAMES.items(), key=lambda i: i[0][1]))
+        raise ValueError(
+            f"{source} is a DiT of width {width}, which none of the published DiTs has: the number of attention "
+            f"heads is not stored in the weights, so it can only be known for the widths {known}, or from a "
+            f".safetensors file whose metadata records dit_heads.")
+    return HEADS_BY_WIDTH[width]
 
 
 def _check_rank(shapes: Mapping[str, Sequence[int]], key: str, rank: int, layout: str, source: str) -> None:
