@@ -5,6 +5,9 @@ through ComfyUI."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -27,13 +30,19 @@ def loaded_pair(comfy_host, short_pair):
 
 
 def test_short_training_writes_a_pair_in_dits_checkpoint_layout(short_pair):
+    from safetensors.torch import load_file
+
     from tstitch_core.dit import read_dit_shape
 
     shapes = []
     for path, recipe, name in zip(short_pair, digits.short_recipes(steps=3), (digits.SMALL_NAME, digits.LARGE_NAME)):
         assert path.name == recipe.file_name(name)
-        state_dict = torch.load(path, weights_only=True)
-        shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items()})
+        state_dict = load_file(path)
+        metadata = digits.read_metadata(path)
+        # the width is no published DiT's: the file records its heads, and its recipe
+        assert metadata["dit_heads"] == "4" and metadata["tstitch_recipe_digest"] == recipe.digest()
+        shape = read_dit_shape({k: tuple(v.shape) for k, v in state_dict.items()}, heads=metadata["dit_heads"])
+        assert shape.heads == 4
         shapes.append((shape.depth, shape.width, shape.patch_size, shape.in_channels, shape.out_channels,
                        shape.grid_size, shape.class_rows))
         # trained: the adaLN-Zero layers start at zero and the steps moved them
@@ -41,7 +50,7 @@ def test_short_training_writes_a_pair_in_dits_checkpoint_layout(short_pair):
         assert state_dict["pos_embed"].dtype == torch.float32
         assert state_dict["blocks.0.attn.qkv.weight"].dtype == torch.float16
     # 10 digits and the null class; learned sigma: 8 channels out of 4
-    assert shapes == [(digits.SMALL.depth, 384, 2, 4, 8, 4, 11), (digits.LARGE.depth, 384, 2, 4, 8, 4, 11)]
+    assert shapes == [(digits.SMALL.depth, 256, 2, 4, 8, 4, 11), (digits.LARGE.depth, 256, 2, 4, 8, 4, 11)]
     assert digits.SMALL.depth < digits.LARGE.depth
 
 
@@ -60,8 +69,10 @@ def test_the_training_network_is_the_packs_network(comfy_host, tmp_path):
         for name, param in network.named_parameters():
             if name != "pos_embed":
                 param.copy_(torch.randn(param.shape, generator=generator) * param[0].numel() ** -0.5)
-    path = digits.save_checkpoint(network.state_dict(), tmp_path / "check.pt")
-    network.load_state_dict({k: v.float() for k, v in torch.load(path, weights_only=True).items()})  # fp16-rounded
+    path = digits.save_checkpoint(network.state_dict(), tmp_path / "check.safetensors", recipe)
+    from safetensors.torch import load_file
+
+    network.load_state_dict({k: v.float() for k, v in load_file(path).items()})  # fp16-rounded
     pack = digits.load_trained(path).model.diffusion_model
 
     x = torch.randn(3, 4, 8, 8, generator=generator)
@@ -190,3 +201,49 @@ def test_the_curves_ends_are_each_model_alone_bit_for_bit(loaded_pair, run_node)
     assert digits.stitched_model(small, large, 0.0) is large and digits.stitched_model(small, large, 1.0) is small
     stitched = digits.sample_digits(pair(0.5), conditionings, sampling, seed=4)[0]
     assert not np.array_equal(stitched, alone["large"]) and not np.array_equal(stitched, alone["small"])
+
+
+# --- the shipped pair (tstitch_dev/digits_pair/): the repository's one model file, made by ./tstitch train-digits ---
+
+
+def test_the_shipped_pair_is_what_the_current_recipes_train_and_fits_its_size():
+    """A recipe changed without retraining is caught here: each file records the digest of the recipe it was
+    trained by (CPU training is not bitwise reproducible across machines, so the bits are not compared)."""
+    small_path, large_path = digits.shipped_pair()
+    for path, recipe in ((small_path, digits.SMALL), (large_path, digits.LARGE)):
+        metadata = digits.read_metadata(path)
+        assert metadata["tstitch_recipe_digest"] == recipe.digest()
+        assert json.loads(metadata["tstitch_recipe"]) == dataclasses.asdict(recipe)
+        assert metadata["dit_heads"] == str(recipe.heads)
+    assert small_path.stat().st_size + large_path.stat().st_size <= digits.SHIPPED_LIMIT_BYTES
+    assert digits.SMALL.depth < digits.LARGE.depth and digits.SMALL.width == digits.LARGE.width
+
+
+def test_a_changed_recipe_names_the_command_that_retrains(monkeypatch):
+    monkeypatch.setitem(digits.SHIPPED, digits.LARGE_NAME, dataclasses.replace(digits.LARGE, steps=1))
+    with pytest.raises(ValueError, match=r"digits-dit-large.safetensors was trained by recipe \w+, and "
+                                         r"tstitch_dev/digits.py now says \w+: run ./tstitch train-digits"):
+        digits.shipped_pair()
+
+
+def test_the_shipped_files_are_kept_in_git_and_out_of_the_registry_archive():
+    from tstitch_dev.host import PACK_ROOT
+
+    tracked = subprocess.run(["git", "ls-files", "tstitch_dev/digits_pair"], cwd=PACK_ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    if tracked:  # a clone (CI's, a user's): exactly the pair; an archive has no git to ask
+        assert sorted(tracked) == ["tstitch_dev/digits_pair/digits-dit-large.safetensors",
+                                   "tstitch_dev/digits_pair/digits-dit-small.safetensors"]
+    ignored = (PACK_ROOT / ".comfyignore").read_text().split()
+    assert "tstitch_dev/digits_pair/" in ignored
+
+
+@pytest.mark.parametrize("name", [digits.SMALL_NAME, digits.LARGE_NAME])
+def test_the_shipped_models_load_through_the_pack_and_score_above_their_thresholds(comfy_host, classifier, name):
+    """Through the pack's DiT loader (the heads from the file's metadata), Class Index and KSampler: 10 samples of
+    each digit at the curve's settings, one seed; seconds, not the curve's minutes."""
+    path = digits.shipped_path(name)
+    with torch.inference_mode():
+        accuracy, frechet = digits.score(path, classifier, digits.Sampling(per_class=10), seed=0)
+    least, most = digits.THRESHOLDS[name]
+    assert accuracy >= least and frechet <= most, (name, accuracy, frechet)
