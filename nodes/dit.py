@@ -44,7 +44,7 @@ class TStitchDiTLoader(io.ComfyNode):
             description=(
                 "Loads a class-conditional DiT in its original format (DiT-XL-2-256x256.pt, T-Stitch's dit_s_256.pt, "
                 "dit_b_256.pt, dit_xl_256.pt; .pt or .safetensors) from models/diffusion_models. Size, patch and "
-                "resolution are read from the weights. Pair a DiT-S with a DiT-XL in T-Stitch Model Pair."),
+                "resolution are read from the weights."),
             inputs=[
                 io.Combo.Input("dit_name", options=folder_paths.get_filename_list("diffusion_models"),
                                tooltip="A DiT checkpoint in models/diffusion_models."),
@@ -76,9 +76,9 @@ class TStitchDiTScheduler(io.ComfyNode):
             display_name="DiT Scheduler (T-Stitch)",
             search_aliases=["dit", "timesteps", "respacing", "ddim", "scheduler", "sigmas", "t-stitch"],
             description=(
-                "The timesteps DiT's and T-Stitch's own samplers take (100 steps: t = 999, 989, ..., 10, 0, "
-                "evenly strided and rounded), as SIGMAS for SamplerCustom or SamplerCustomAdvanced. With the "
-                "ddim sampler and the DiT loader's 3-channel guidance this is their DDIM sampling."),
+                "The timesteps DiT's and T-Stitch's own samplers take (100 steps: t = 999, 989, ..., 10, 0), "
+                "as SIGMAS for SamplerCustom or SamplerCustomAdvanced. With the ddim sampler and the DiT loader's "
+                "3-channel guidance this is their DDIM sampling."),
             inputs=[
                 io.Model.Input("model", tooltip="The DiT (or a pair of DiTs): its 1000-step table gives the sigmas."),
                 io.Int.Input("steps", default=100, min=1, max=1000, tooltip=(
@@ -125,9 +125,9 @@ class TStitchClassIndex(io.ComfyNode):
             display_name="Class Index (T-Stitch)",
             search_aliases=["class index", "class label", "dit", "class conditioning", "digits", "t-stitch"],
             description=(
-                "The conditioning a class-conditional DiT with any number of classes takes (one trained on your own "
-                "data, not ImageNet): positive is the class at class_index, negative the null class. The number "
-                "of classes is read from the connected model's class table, so the conditioning fits it."),
+                "The conditioning for a class-conditional DiT with classes of its own (trained on your data, not "
+                "ImageNet): positive is the class at class_index, negative the null class. The number of classes "
+                "is read from the connected model."),
             inputs=[
                 io.Model.Input("model", tooltip=(
                     "The DiT (or a pair of DiTs) the conditioning is for: its class table says how many classes "

@@ -44,9 +44,8 @@ class TStitchGuider(io.ComfyNode):
             search_aliases=[*TWO_MODEL_ALIASES, "cfg guider", "dual prompt"],
             description=(
                 "A guider for SamplerCustomAdvanced: T-Stitch with its own prompts and CFG scale for each model, "
-                "in one sampler pass. Use it to guide the small model less, or when the two models need "
-                "different conditioning. The small_* inputs go to every model of small_model (all of them when it "
-                "is a nested pair), the large_* inputs to every model of large_model."),
+                "in one sampler pass. The small_* inputs go to every model of small_model, the large_* inputs to "
+                "every model of large_model."),
             inputs=[
                 *pair_inputs(),
                 io.Conditioning.Input("small_positive", tooltip="What to include, for the small model's steps."),

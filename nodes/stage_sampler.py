@@ -12,10 +12,7 @@ from ._schema import TWO_MODEL_ALIASES, schema
 
 NAMES = (
     "One ComfyUI sampler per stage, first stage first: \"dpmpp_2m, euler\" runs the small model's steps with "
-    "dpmpp_2m and the large model's with euler. A multistep sampler's history starts again at every handover, "
-    "even where two stages name the same sampler; for one sampler over the whole pass (its history kept across "
-    "the switch), use KSamplerSelect. An SDE sampler draws its noise from the seed over its own stage, as in a "
-    "pass of its own.")
+    "dpmpp_2m and the large model's with euler. A multistep sampler's history starts again at every handover.")
 
 
 class StageSampler(comfy.samplers.KSAMPLER):

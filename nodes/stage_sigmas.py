@@ -18,14 +18,9 @@ from ._schedule import sampler_sigmas, switch_points, timestep_function, timeste
 from ._schema import TWO_MODEL_ALIASES, schema
 
 SPACING = (
-    "Each stage is spaced as the scheduler spaces a schedule of its own, computed with that stage's model sampling "
-    "(its own shift), in that model's time u = t/T, where sigma(t) is ComfyUI's sigma of timestep t for the model "
-    "and T the t of its largest sigma (the time before the shift, for flow models): a stage of n steps that hands "
-    "over takes the first n + 1 sigmas of the scheduler's (n + 1)-step schedule and stretches their u linearly so "
-    "that the first is the stage's first sigma and the last the boundary, where the next stage starts; the last "
-    "stage takes the scheduler's n-step schedule and scales its u by one factor so that the first is the stage's "
-    "first sigma (u = 0 stays 0), then ends at 0. With one shift on all models, uniform schedulers (normal on SD, "
-    "simple on Wan) thus give back their own schedule of the total steps for a switch_by steps split.")
+    "Spaces each stage as this scheduler spaces a schedule of its own, with that stage's model sampling (its own "
+    "shift). With one shift on all models, normal (SD) and simple (Wan) give back their own schedule for a "
+    "switch_by steps split.")
 
 
 def stage_points(model_sampling, scheduler: str, steps: int, first: float, boundary: float,
@@ -95,19 +90,16 @@ class TStitchStageSigmas(io.ComfyNode):
             search_aliases=[*TWO_MODEL_ALIASES, "sigmas", "steps per model", "stage steps"],
             description=(
                 "Sigmas on which each model of a T-Stitch pair runs exactly its own number of steps, for "
-                "SamplerCustom or SamplerCustomAdvanced with the pair as the model: the boundaries are where the "
-                "pair hands over, and each stage is spaced by the scheduler with its own model's sampling."),
+                "SamplerCustom or SamplerCustomAdvanced with the pair: the stages meet where the pair hands over, "
+                "each spaced by the scheduler with its own model's sampling."),
             inputs=[
                 io.Model.Input("model", tooltip="A pair (or nested pair), from T-Stitch Model Pair; sample it with "
                                                  "these sigmas."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip=SPACING),
                 io.String.Input("steps_per_model", default="2, 4", tooltip=(
-                    "One step count per model, smallest (first) model first: \"2, 4\". With switch_by timestep each "
-                    "boundary is where t/T = 1 - small_fraction (read with the large model's sampling); with "
-                    "switch_by steps the counts must be the pair's split, round(small_fraction x total) steps "
-                    "before each switch, and the boundary is that step's sigma on the large model's schedule of "
-                    "the total steps. A model that owns part of the schedule needs at least 1 step. For T-Stitch "
-                    "Stages: one count per stage, in order (\"2, 3, 2\" for large, small, large).")),
+                    "One step count per model, smallest (first) model first: \"2, 4\"; for T-Stitch Stages one per "
+                    "stage, in order. Each model that owns part of the schedule needs at least 1. With switch_by "
+                    "steps the counts must be the pair's split.")),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=(
                     "As KSampler's: the schedule starts where the large model's schedule of the total steps at "
                     "this denoise starts; a model whose whole part lies above that start gets no steps and must "

@@ -12,11 +12,8 @@ from .stitch import offload_idle_input
 from ._schema import schema
 
 UNTIL = (
-    "Where each model but the last hands over, as shares of the trajectory, in order: \"0.2, 0.7\" for three "
-    "stages runs model_1 to 0.2, model_2 from 0.2 to 0.7 and model_3 after. Each share is read as the pair's "
-    "small_fraction: with switch_by steps, the first round(share x N) of the N steps run before that handover; "
-    "with switch_by timestep, the calls with t/T >= 1 - share do. A pair with small_fraction f is the stages "
-    "(small, large) until \"f\".")
+    "Where each model but the last hands over, as shares of the trajectory, in order: \"0.2, 0.7\" runs model_1 "
+    "to 0.2, model_2 from 0.2 to 0.7 and model_3 after. Each share is read as the pair's small_fraction.")
 
 
 class TStitchStages(io.ComfyNode):
@@ -29,10 +26,9 @@ class TStitchStages(io.ComfyNode):
             search_aliases=["t-stitch", "FlowBlending", "large small large", "stages", "model stages",
                             "switch model", "refiner", "speed up", "faster", "small model"],
             description=(
-                "Two to four models in stages along one sampling trajectory, any model at any stage: large -> small "
-                "-> large keeps the large model for the layout and the details and gives the middle to the small "
-                "one (FlowBlending); small -> large is T-Stitch's pair. A model in two stages is one loaded model. "
-                "Connect the output to any sampler; the last model's model sampling sets the schedule."),
+                "Two to four models in stages along one sampling trajectory, in any order: large -> small -> large "
+                "keeps the large model for the layout and the details and gives the middle to the small one "
+                "(FlowBlending). Connect the output to any sampler."),
             inputs=[
                 io.Model.Input("model_1", tooltip=model_tip.format(k=1) + " It runs the first, high-noise steps."),
                 io.Model.Input("model_2", tooltip=model_tip.format(k=2)),

@@ -76,8 +76,8 @@ class TStitchModelPair(io.ComfyNode):
             display_name="T-Stitch Model Pair",
             search_aliases=TWO_MODEL_ALIASES,
             description=(
-                "Trajectory stitching (T-Stitch): the small model denoises the first part of the trajectory "
-                "and the large model the rest, in one sampler pass. Connect the output to KSampler or any "
+                "T-Stitch: the small model denoises the first part of the trajectory and the large model the "
+                "rest, in one sampler pass. Connect the output to KSampler or any "
                 "sampler; a pair can be the large_model of another pair for three stages."),
             inputs=[*pair_inputs(), offload_idle_input()],
             outputs=[io.Model.Output(tooltip="One model that hands each model call to the small or the large model.")],

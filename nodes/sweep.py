@@ -34,22 +34,17 @@ class TStitchFractionSweep(io.ComfyNode):
             display_name="T-Stitch Fraction Sweep",
             search_aliases=["t-stitch", "compare fractions", "xy plot", "grid", "refiner", "speed up"],
             description=(
-                "Samples the same seed and prompt once per small_fraction and measures each result against the "
-                "large model alone (f = 0, always sampled): speedup, PSNR, SSIM and latent distance, in a table, "
-                "a labelled grid and a speed/quality plot. Pick your trade-off. An untimed warm-up comes first, "
-                "and decoding waits until the last timed run. For video, images holds every frame, the metrics "
-                "average over frames and the grid shows each video's first frame."),
+                "Samples the same seed and prompt once per small_fraction and compares each result with the large "
+                "model alone (f = 0, always sampled): speedup, PSNR, SSIM and latent distance, as a table, a "
+                "labelled grid and a speed/quality plot."),
             inputs=[
                 io.Model.Input("small_model", tooltip="The small model that runs the early steps."),
                 io.Model.Input("large_model", tooltip="The large model that finishes."),
                 io.Vae.Input("vae", tooltip="Decodes each result, after the last timed run."),
                 io.String.Input("fractions", default="0, 0.2, 0.4, 0.6, 0.8, 1", tooltip=(
-                    "What to try, separated by commas or spaces: a small_fraction f (the small model first, to f: "
-                    "T-Stitch), or a window a-b (the large model to a, the small one to b, the large one after: "
-                    "T-Stitch Stages in FlowBlending's order; a-1 ends with the small model). \"0.4, 0.2-0.6\" "
-                    "compares the two orders at the same small-model share. At most "
-                    f"{MAX_SWEEP_PLANS} different ones: every result is kept for images, so this count is what "
-                    "bounds the sweep's memory. One given twice is sampled once (the table says so).")),
+                    "What to try, by commas or spaces: a small_fraction f (the small model to f, then the large one), "
+                    "or a window a-b (the large model to a, the small one to b, then the large one). At most "
+                    f"{MAX_SWEEP_PLANS} different ones: every result is kept.")),
                 io.Combo.Input("switch_by", options=list(SWITCH_MODES), default=SWITCH_BY_STEPS,
                                tooltip="steps or timestep, as on T-Stitch Model Pair."),
                 *ksampler_inputs(),
@@ -62,10 +57,9 @@ class TStitchFractionSweep(io.ComfyNode):
                      io.Image.Output(display_name="grid", tooltip=(
                          "The results side by side, labelled with speedup and SSIM; a video shows its first frame.")),
                      io.String.Output(display_name="table", tooltip=(
-                         "Per fraction: small steps, seconds (the median of the repeats, after an untimed warm-up), "
-                         "speedup over the large model alone, and against its result PSNR (the mean over the images "
-                         "and frames that differ; identical ones are counted apart), SSIM and latent relative L2 (the "
-                         "mean over images and frames).")),
+                         "Per fraction: small steps, seconds (the median of the repeats), speedup over the large model "
+                         "alone, and against its result PSNR (over the images that differ), identical images, SSIM "
+                         "and latent relative L2.")),
                      io.Image.Output(display_name="tradeoff", tooltip=(
                          "Speedup against SSIM to the large model alone, one point per fraction."))],
             is_output_node=True,

@@ -40,13 +40,22 @@ def test_a_translation_has_every_string_of_english_and_translates_the_names(lang
         assert all(isinstance(text, str) and text.strip() for text in strings), node_id
 
 
+def labels(locale: str) -> dict:
+    """{node id: {input id: the label the frontend shows in ``locale``}}."""
+    nodes = json.loads((LOCALES / locale / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
+    return {node_id: {name: item["name"] for name, item in entry["inputs"].items()} for node_id, entry in nodes.items()}
+
+
 @pytest.mark.parametrize("locale", HELP_LOCALES)
 @pytest.mark.parametrize("node_id", PACK_NODE_IDS)
 def test_each_node_has_a_help_page_naming_every_input_with_working_links(node_id, locale, comfy_nodes):
     page = (HELP_DIR / node_id / f"{locale}.md").read_text(encoding="utf-8")
     schema = comfy_nodes.NODE_CLASS_MAPPINGS[node_id].define_schema()
+    shown = labels(locale)[node_id]
     for item in schema.inputs:
-        assert f"{item.id}**" in page or f"（{item.id}）" in page, f"{node_id} {locale}: input {item.id} not described"
+        # English: **id**; a translation: **its label**（id）, the label as its UI shows it, the id as workflows keep it
+        named = f"**{item.id}**" if locale == "en" else f"**{shown[item.id]}**（{item.id}）"
+        assert named in page, f"{node_id} {locale}: input {item.id} not described as {named}"
     images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", page)
     assert images, "the switch rule in one picture"
     for image in images:  # the frontend resolves them against /extensions/<pack>/docs/
@@ -55,3 +64,25 @@ def test_each_node_has_a_help_page_naming_every_input_with_working_links(node_id
     assert templates, "a link to the matching example workflow"
     for name in templates:
         assert (EXAMPLES_DIR / f"{name}.json").is_file(), name
+
+
+@pytest.mark.parametrize("locale", [locale for locale in HELP_LOCALES if locale != "en"])
+def test_a_translated_help_page_names_inputs_and_outputs_as_its_ui_does(locale, comfy_nodes):
+    english = json.loads((LOCALES / "en" / "main.json").read_text(encoding="utf-8"))["nodeDefs"]
+    # every input id and named output of the pack (MODEL, SIGMAS and the like are type names, the same everywhere)
+    names = {name for entry in english.values() for name in entry["inputs"]} | {
+        item["name"] for entry in english.values() for item in entry["outputs"].values() if not item["name"].isupper()}
+    values = {option for node_id in PACK_NODE_IDS  # a combo's values are not translated: `steps` is switch_by's too
+              for item in comfy_nodes.NODE_CLASS_MAPPINGS[node_id].define_schema().inputs
+              if item.get_io_type() == "COMBO" for option in item.options}
+    english_name = re.compile(r"(?<![\w.-])(" + "|".join(sorted(names - values, key=len, reverse=True)) + r")(?![\w-])",
+                              re.ASCII)
+    found = []
+    for node_id in PACK_NODE_IDS:
+        page = (HELP_DIR / node_id / f"{locale}.md").read_text(encoding="utf-8")
+        prose = re.sub(r"（`?[a-z0-9_]+`?）", "", page)  # the id after a label, as the inputs list names it
+        prose = re.sub(r"\]\([^)]*\)", "]", prose)  # link targets
+        found += [f"{node_id}: line {prose.count(chr(10), 0, match.start()) + 1}: {match.group(1)}"
+                  for match in english_name.finditer(prose)]
+    assert not found, f"{locale} help pages name these by their English ids, not by the {locale} labels:\n" + \
+        "\n".join(found)
