@@ -186,6 +186,33 @@ def vae(comfy_nodes):
 
 
 @pytest.fixture(scope="session")
+def bk_sdm_ldm(comfy_host) -> dict:
+    """BK-SDM-shaped seeded random fp16 weights in checkpoint layout, without the prefixes: unet, vae and clip."""
+    from tstitch_dev.diffusers_format import BK_SDM_SHAPED, build_ldm_parts
+
+    return build_ldm_parts(BK_SDM_SHAPED)
+
+
+@pytest.fixture(scope="session")
+def bk_sdm_diffusers(bk_sdm_ldm) -> dict:
+    """bk_sdm_ldm as a diffusers model's unet, vae and text_encoder weights, as nota-ai publishes BK-SDM."""
+    from tstitch_dev.diffusers_format import BK_SDM_SHAPED, diffusers_components
+
+    return diffusers_components(BK_SDM_SHAPED, bk_sdm_ldm)
+
+
+@pytest.fixture(scope="session")
+def bk_sdm_folder(tmp_path_factory, bk_sdm_diffusers) -> Path:
+    """bk_sdm_diffusers written as a diffusers model folder (unet/, vae/, text_encoder/), as a download of it."""
+    from tstitch_dev.diffusers_format import write_component
+
+    folder = tmp_path_factory.mktemp("diffusers") / "bk-sdm-shaped"
+    for component, weights in bk_sdm_diffusers.items():
+        write_component(folder, component, weights)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def conds(comfy_host):
     """Seeded stand-ins for encoded prompts: (positive, negative) CONDITIONING of SD1.5's shape."""
     import torch
