@@ -186,6 +186,17 @@ def vae(comfy_nodes):
 
 
 @pytest.fixture(scope="session")
+def bk_sdm_tool(comfy_host):
+    """tools/bk_sdm_to_checkpoint.py as a module, loaded by path as its command line runs it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bk_sdm_to_checkpoint", ROOT / "tools" / "bk_sdm_to_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def bk_sdm_ldm(comfy_host) -> dict:
     """BK-SDM-shaped seeded random fp16 weights in checkpoint layout, without the prefixes: unet, vae and clip."""
     from tstitch_dev.diffusers_format import BK_SDM_SHAPED, build_ldm_parts

@@ -5,7 +5,6 @@ The diffusers-format model comes from conftest's bk_sdm_* fixtures (tstitch_dev/
 own tables read backwards), shared with the BK-SDM loader node's tests.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +20,6 @@ from tstitch_dev.models import TINY_SDXL, unet_config
 TOOL = PACK_ROOT / "tools" / "bk_sdm_to_checkpoint.py"
 LAYOUT_FIELDS = ("num_res_blocks", "channel_mult", "transformer_depth", "transformer_depth_output",
                  "transformer_depth_middle")
-
-
-@pytest.fixture(scope="module")
-def tool(comfy_host):
-    spec = importlib.util.spec_from_file_location("bk_sdm_to_checkpoint", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def variant(bk_sdm_folder: Path, tmp_path: Path, **replaced: dict | None) -> Path:
@@ -112,13 +103,13 @@ def test_bk_sdm_shaped_model_becomes_an_fp16_checkpoint_comfyui_loads_as_sd15_wi
     assert image.shape == (1, 64, 64, 3) and image.isfinite().all()
 
 
-def test_base_shaped_unet_with_a_middle_block_converts_exactly_in_fp32(tool, bk_sdm_folder, tmp_path):
+def test_base_shaped_unet_with_a_middle_block_converts_exactly_in_fp32(bk_sdm_tool, bk_sdm_folder, tmp_path):
     import comfy.model_detection
 
     ldm = ldm_unet(BK_SDM_BASE_SHAPED)
     folder = variant(bk_sdm_folder, tmp_path, unet=diffusers_unet(BK_SDM_BASE_SHAPED, ldm))
     output = tmp_path / "base-shaped.safetensors"
-    tool.convert(folder, output, dtype="fp32")
+    bk_sdm_tool.convert(folder, output, dtype="fp32")
 
     unet = read_checkpoint(output)["unet"]
     assert {t.dtype for t in unet.values()} == {torch.float32}
@@ -151,18 +142,18 @@ UNET_REFUSALS = {
 
 
 @pytest.mark.parametrize("case", UNET_REFUSALS)
-def test_unet_weights_that_do_not_fit_are_refused_by_name(case, tool, bk_sdm_folder, bk_sdm_diffusers, tmp_path):
+def test_unet_weights_that_do_not_fit_are_refused_by_name(case, bk_sdm_tool, bk_sdm_folder, bk_sdm_diffusers, tmp_path):
     change, message = UNET_REFUSALS[case]
     folder = variant(bk_sdm_folder, tmp_path, unet=change(bk_sdm_diffusers["unet"]))
     with pytest.raises(ValueError, match=message):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_an_sdxl_family_unet_is_refused_as_not_sd15(tool, bk_sdm_folder, tmp_path):
+def test_an_sdxl_family_unet_is_refused_as_not_sd15(bk_sdm_tool, bk_sdm_folder, tmp_path):
     folder = variant(bk_sdm_folder, tmp_path, unet=diffusers_unet(TINY_SDXL, ldm_unet(TINY_SDXL)))
     with pytest.raises(ValueError, match="ComfyUI detects this UNet as .*, not SD15"):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
 @pytest.mark.parametrize("component, key, tensor, message", [
@@ -174,31 +165,31 @@ def test_an_sdxl_family_unet_is_refused_as_not_sd15(tool, bk_sdm_folder, tmp_pat
      r"transformer\.text_model\.final_layer_norm\.bias is \(1024,\), expected \(768,\)"),
 ])
 def test_vae_and_text_encoder_weights_that_do_not_fit_are_refused_by_name(
-        component, key, tensor, message, tool, bk_sdm_folder, bk_sdm_diffusers, tmp_path):
+        component, key, tensor, message, bk_sdm_tool, bk_sdm_folder, bk_sdm_diffusers, tmp_path):
     folder = variant(bk_sdm_folder, tmp_path, **{component: with_tensor(bk_sdm_diffusers[component], key, tensor)})
     with pytest.raises(ValueError, match=message):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
-def test_a_folder_without_unet_is_refused_naming_the_folder(tool, bk_sdm_folder, tmp_path):
+def test_a_folder_without_unet_is_refused_naming_the_folder(bk_sdm_tool, bk_sdm_folder, tmp_path):
     folder = variant(bk_sdm_folder, tmp_path, unet=None)
     with pytest.raises(ValueError, match=f"{folder} has no unet/ folder; a diffusers-format BK-SDM model"):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
-def test_a_unet_folder_without_weights_is_refused_naming_the_files_looked_for(tool, bk_sdm_folder, tmp_path):
+def test_a_unet_folder_without_weights_is_refused_naming_the_files_looked_for(bk_sdm_tool, bk_sdm_folder, tmp_path):
     folder = variant(bk_sdm_folder, tmp_path, unet=None)
     (folder / "unet").mkdir()
     (folder / "unet" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match=r"unet holds none of diffusion_pytorch_model\.safetensors, "):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
-def test_an_existing_output_is_kept_unless_overwrite_is_given(tool, bk_sdm_folder, tmp_path):
+def test_an_existing_output_is_kept_unless_overwrite_is_given(bk_sdm_tool, bk_sdm_folder, tmp_path):
     output = tmp_path / "bk-sdm-tiny.safetensors"
     output.write_bytes(b"a checkpoint the user has")
     with pytest.raises(ValueError, match="exists; pass --overwrite to replace it"):
-        tool.convert(bk_sdm_folder, output)
+        bk_sdm_tool.convert(bk_sdm_folder, output)
     assert output.read_bytes() == b"a checkpoint the user has"
 
 
