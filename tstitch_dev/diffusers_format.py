@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .models import UNetSpec, build_sd15_text_encoder, build_vae, ensure_diffusion_model, unet_config
+from .models import (MODEL_CACHE, UNetSpec, _built_once, _save, build_sd15_text_encoder, build_vae,
+                     ensure_diffusion_model, unet_config)
 
 # BK-SDM's pruning at test size: one resnet per level and no middle block, the layout whose LDM numbering
 # the diffusers project's conversion script leaves gaps in
@@ -31,6 +32,13 @@ def diffusers_unet(spec: UNetSpec, ldm: dict) -> dict:
 
     from_ldm = {ldm_key: key for key, ldm_key in comfy.utils.unet_to_diffusers(unet_config(spec)).items()}
     return {from_ldm[key]: tensor for key, tensor in ldm.items()}
+
+
+def ensure_diffusers_unet(spec: UNetSpec, folder: Path = MODEL_CACHE) -> Path:
+    """Path of ``spec``'s fp16 UNet under diffusers names, a stand-in for a published unet/diffusion_pytorch_model
+    .safetensors (BK-SDM's, for a BK-SDM-shaped spec), built once."""
+    path = folder / spec.file_name.replace(".safetensors", "-diffusers.safetensors")
+    return _built_once(path, lambda partial: _save(diffusers_unet(spec, ldm_unet(spec)), partial))
 
 
 def diffusers_vae(ldm: dict) -> dict:
