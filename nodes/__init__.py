@@ -3,6 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from ._schema import refuse_odd_api_values
+from .bk_sdm import TStitchBKSDMLoader
 from .dit import TStitchClassIndex, TStitchDiTLoader, TStitchDiTScheduler, TStitchImageNetClass
 from .guider import TStitchGuider
 from .preview import TStitchSchedulePreview
@@ -19,4 +20,4 @@ class TStitchExtension(ComfyExtension):
         return [refuse_odd_api_values(node) for node in (
             TStitchModelPair, TStitchKSampler, TStitchGuider, TStitchSchedulePreview, TStitchFractionSweep,
             TStitchAgreementProbe, TStitchDiTLoader, TStitchImageNetClass, TStitchDiTScheduler, TStitchStageSigmas,
-            TStitchStages, TStitchClassIndex, TStitchStageSampler)]
+            TStitchStages, TStitchClassIndex, TStitchStageSampler, TStitchBKSDMLoader)]

@@ -186,6 +186,44 @@ def vae(comfy_nodes):
 
 
 @pytest.fixture(scope="session")
+def bk_sdm_tool(comfy_host):
+    """tools/bk_sdm_to_checkpoint.py as a module, loaded by path as its command line runs it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bk_sdm_to_checkpoint", ROOT / "tools" / "bk_sdm_to_checkpoint.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def bk_sdm_ldm(comfy_host) -> dict:
+    """BK-SDM-shaped seeded random fp16 weights in checkpoint layout, without the prefixes: unet, vae and clip."""
+    from tstitch_dev.diffusers_format import BK_SDM_SHAPED, build_ldm_parts
+
+    return build_ldm_parts(BK_SDM_SHAPED)
+
+
+@pytest.fixture(scope="session")
+def bk_sdm_diffusers(bk_sdm_ldm) -> dict:
+    """bk_sdm_ldm as a diffusers model's unet, vae and text_encoder weights, as nota-ai publishes BK-SDM."""
+    from tstitch_dev.diffusers_format import BK_SDM_SHAPED, diffusers_components
+
+    return diffusers_components(BK_SDM_SHAPED, bk_sdm_ldm)
+
+
+@pytest.fixture(scope="session")
+def bk_sdm_folder(tmp_path_factory, bk_sdm_diffusers) -> Path:
+    """bk_sdm_diffusers written as a diffusers model folder (unet/, vae/, text_encoder/), as a download of it."""
+    from tstitch_dev.diffusers_format import write_component
+
+    folder = tmp_path_factory.mktemp("diffusers") / "bk-sdm-shaped"
+    for component, weights in bk_sdm_diffusers.items():
+        write_component(folder, component, weights)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def conds(comfy_host):
     """Seeded stand-ins for encoded prompts: (positive, negative) CONDITIONING of SD1.5's shape."""
     import torch

@@ -1,11 +1,10 @@
 """tools/bk_sdm_to_checkpoint.py: a diffusers-format model with BK-SDM's pruned layout, built here from seeded
 random weights, becomes a checkpoint that ComfyUI's CheckpointLoaderSimple loads as SD15 with the same weights.
 
-The diffusers names come from ComfyUI's own tables read backwards: comfy.utils.unet_to_diffusers for the
-UNet, comfy.diffusers_convert's VAE table, and for CLIP-L the transformers names ComfyUI's CLIP shares.
+The diffusers-format model comes from conftest's bk_sdm_* fixtures (tstitch_dev/diffusers_format.py: ComfyUI's
+own tables read backwards), shared with the BK-SDM loader node's tests.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,110 +12,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from tstitch_dev.diffusers_format import (BK_SDM_BASE_SHAPED, BK_SDM_SHAPED, WEIGHT_FILES, diffusers_unet, ldm_unet,
+                                          write_component)
 from tstitch_dev.host import PACK_ROOT
-from tstitch_dev.models import (TINY_SDXL, UNetSpec, build_sd15_text_encoder, build_vae, ensure_diffusion_model,
-                                unet_config)
+from tstitch_dev.models import TINY_SDXL, unet_config
 
 TOOL = PACK_ROOT / "tools" / "bk_sdm_to_checkpoint.py"
-# BK-SDM's pruning at test size: one resnet per level and no middle block, the layout whose LDM numbering
-# the diffusers project's conversion script leaves gaps in
-BK_SDM_SHAPED = UNetSpec("bk-sdm-shaped", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=41)
-# BK-SDM-Base keeps the middle block; two transformer blocks per attention exercise transformer_blocks.1
-BK_SDM_BASE_SHAPED = UNetSpec("bk-sdm-base-shaped", "sd15", (1, 2), (1, 1), (2, 2), middle_block=True, seed=42)
-WEIGHT_FILES = {"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors",
-                "text_encoder": "pytorch_model.bin"}
 LAYOUT_FIELDS = ("num_res_blocks", "channel_mult", "transformer_depth", "transformer_depth_output",
                  "transformer_depth_middle")
 
 
-@pytest.fixture(scope="module")
-def tool(comfy_host):
-    spec = importlib.util.spec_from_file_location("bk_sdm_to_checkpoint", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def ldm_unet(spec: UNetSpec) -> dict:
-    import comfy.utils
-
-    return comfy.utils.load_torch_file(str(ensure_diffusion_model(spec)))
-
-
-def diffusers_unet(spec: UNetSpec, ldm: dict) -> dict:
-    """``ldm`` under diffusers names, by ComfyUI's diffusers -> LDM table read backwards."""
-    import comfy.utils
-
-    from_ldm = {ldm_key: key for key, ldm_key in comfy.utils.unet_to_diffusers(unet_config(spec)).items()}
-    return {from_ldm[key]: tensor for key, tensor in ldm.items()}
-
-
-def diffusers_vae(ldm: dict) -> dict:
-    """An LDM VAE under diffusers names, by comfy.diffusers_convert's tables read backwards."""
-    from comfy.diffusers_convert import vae_conversion_map, vae_conversion_map_attn
-
-    # the current diffusers attention names (to_q, to_out.0), not the older query/proj_attn ones
-    attention_names = [(sd, hf) for sd, hf in vae_conversion_map_attn if hf.startswith(("group_norm", "to_"))]
-    diffusers = {}
-    for key, tensor in ldm.items():
-        for sd_part, hf_part in vae_conversion_map:
-            key = key.replace(sd_part, hf_part)
-        if ".attentions.0." in key:
-            block, name = key.split(".attentions.0.")
-            sd_part, hf_part = next((sd, hf) for sd, hf in attention_names if name.startswith(sd))
-            key = f"{block}.attentions.0.{hf_part}{name[len(sd_part):]}"
-            tensor = tensor.flatten(1) if tensor.ndim == 4 else tensor  # diffusers' linear for LDM's 1x1 conv
-        diffusers[key] = tensor
-    return diffusers
-
-
-@pytest.fixture(scope="module")
-def original(comfy_host) -> dict:
-    """Seeded random fp16 weights in checkpoint layout, without the prefixes: unet, vae and clip (text model)."""
-    vae = {key.removeprefix("first_stage_model."): tensor.half() for key, tensor in build_vae(43).items()}
-    clip = {key.removeprefix("cond_stage_model."): t.half() for key, t in build_sd15_text_encoder(44).items()
-            if key.startswith("cond_stage_model.transformer.text_model.")}
-    return {"unet": ldm_unet(BK_SDM_SHAPED), "vae": vae, "clip": clip}
-
-
-@pytest.fixture(scope="module")
-def diffusers_weights(original) -> dict:
-    from comfy.diffusers_convert import convert_vae_state_dict
-
-    vae = diffusers_vae(original["vae"])
-    assert_weights_equal(convert_vae_state_dict(dict(vae)), original["vae"])  # the table read backwards right
-    text_encoder = {key.removeprefix("transformer."): tensor for key, tensor in original["clip"].items()}
-    # older transformers saved this buffer, as in BK-SDM's text_encoder/pytorch_model.bin
-    text_encoder["text_model.embeddings.position_ids"] = torch.arange(77).unsqueeze(0)
-    return {"unet": diffusers_unet(BK_SDM_SHAPED, original["unet"]), "vae": vae, "text_encoder": text_encoder}
-
-
-def write_component(folder: Path, component: str, weights: dict) -> None:
-    import safetensors.torch
-
-    path = folder / component / WEIGHT_FILES[component]
-    path.parent.mkdir(parents=True)
-    if path.suffix == ".bin":
-        torch.save(weights, path)
-    else:
-        safetensors.torch.save_file(weights, str(path))
-
-
-@pytest.fixture(scope="module")
-def diffusers_folder(tmp_path_factory, diffusers_weights) -> Path:
-    folder = tmp_path_factory.mktemp("diffusers") / "bk-sdm-shaped"
-    for component, weights in diffusers_weights.items():
-        write_component(folder, component, weights)
-    return folder
-
-
-def variant(diffusers_folder: Path, tmp_path: Path, **replaced: dict | None) -> Path:
+def variant(bk_sdm_folder: Path, tmp_path: Path, **replaced: dict | None) -> Path:
     """The diffusers folder with some components' weights replaced, or left out where given None."""
     folder = tmp_path / "variant"
     folder.mkdir()
     for component in WEIGHT_FILES:
         if component not in replaced:
-            (folder / component).symlink_to(diffusers_folder / component)
+            (folder / component).symlink_to(bk_sdm_folder / component)
         elif replaced[component] is not None:
             write_component(folder, component, replaced[component])
     return folder
@@ -146,19 +58,25 @@ def run_tool(*args) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_comfyui_alone_cannot_detect_the_diffusers_bk_sdm_unet(comfy_host, diffusers_weights):
+def test_comfyui_alone_cannot_detect_the_diffusers_bk_sdm_unet(comfy_host, bk_sdm_diffusers):
     import comfy.model_detection
 
-    assert comfy.model_detection.unet_config_from_diffusers_unet(diffusers_weights["unet"]) is None
+    assert comfy.model_detection.unet_config_from_diffusers_unet(bk_sdm_diffusers["unet"]) is None
+
+
+def test_the_test_models_diffusers_vae_converts_back_by_comfyuis_table(comfy_host, bk_sdm_ldm, bk_sdm_diffusers):
+    from comfy.diffusers_convert import convert_vae_state_dict
+
+    assert_weights_equal(convert_vae_state_dict(dict(bk_sdm_diffusers["vae"])), bk_sdm_ldm["vae"])
 
 
 def test_bk_sdm_shaped_model_becomes_an_fp16_checkpoint_comfyui_loads_as_sd15_with_the_same_weights(
-        diffusers_folder, original, comfy_host, comfy_nodes, run_node, latent, tmp_path):
+        bk_sdm_folder, bk_sdm_ldm, comfy_host, comfy_nodes, run_node, latent, tmp_path):
     import comfy.supported_models
     import folder_paths
 
     output = tmp_path / "bk-sdm-shaped.safetensors"
-    result = run_tool(diffusers_folder, output, "--comfyui", comfy_host)
+    result = run_tool(bk_sdm_folder, output, "--comfyui", comfy_host)
     assert result.returncode == 0, result.stderr
     assert "2 levels, channel_mult [1, 2], resnets per level [1, 1]" in result.stdout
     assert "no middle block; ComfyUI detects SD15; 81.8M parameters" in result.stdout
@@ -166,16 +84,16 @@ def test_bk_sdm_shaped_model_becomes_an_fp16_checkpoint_comfyui_loads_as_sd15_wi
 
     checkpoint = read_checkpoint(output)
     assert {t.dtype for part in checkpoint.values() for t in part.values()} == {torch.float16}
-    assert_weights_equal(checkpoint["unet"], original["unet"])
-    assert_weights_equal(checkpoint["vae"], original["vae"])
-    assert_weights_equal(checkpoint["clip"], original["clip"])
+    assert_weights_equal(checkpoint["unet"], bk_sdm_ldm["unet"])
+    assert_weights_equal(checkpoint["vae"], bk_sdm_ldm["vae"])
+    assert_weights_equal(checkpoint["clip"], bk_sdm_ldm["clip"])
 
     folder_paths.add_model_folder_path("checkpoints", str(tmp_path))
     model, clip, vae = comfy_nodes.CheckpointLoaderSimple().load_checkpoint(output.name)
     assert type(model.model.model_config) is comfy.supported_models.SD15
     config = model.model.model_config.unet_config
     assert [config[field] for field in LAYOUT_FIELDS] == [unet_config(BK_SDM_SHAPED)[f] for f in LAYOUT_FIELDS]
-    assert_weights_equal(model.model.diffusion_model.state_dict(), original["unet"])
+    assert_weights_equal(model.model.diffusion_model.state_dict(), bk_sdm_ldm["unet"])
 
     positive = run_node("CLIPTextEncode", clip=clip, text="a red fox in the snow")[0]
     assert positive[0][0].shape == (1, 77, 768) and positive[0][0].isfinite().all()
@@ -185,13 +103,13 @@ def test_bk_sdm_shaped_model_becomes_an_fp16_checkpoint_comfyui_loads_as_sd15_wi
     assert image.shape == (1, 64, 64, 3) and image.isfinite().all()
 
 
-def test_base_shaped_unet_with_a_middle_block_converts_exactly_in_fp32(tool, diffusers_folder, tmp_path):
+def test_base_shaped_unet_with_a_middle_block_converts_exactly_in_fp32(bk_sdm_tool, bk_sdm_folder, tmp_path):
     import comfy.model_detection
 
     ldm = ldm_unet(BK_SDM_BASE_SHAPED)
-    folder = variant(diffusers_folder, tmp_path, unet=diffusers_unet(BK_SDM_BASE_SHAPED, ldm))
+    folder = variant(bk_sdm_folder, tmp_path, unet=diffusers_unet(BK_SDM_BASE_SHAPED, ldm))
     output = tmp_path / "base-shaped.safetensors"
-    tool.convert(folder, output, dtype="fp32")
+    bk_sdm_tool.convert(folder, output, dtype="fp32")
 
     unet = read_checkpoint(output)["unet"]
     assert {t.dtype for t in unet.values()} == {torch.float32}
@@ -224,18 +142,18 @@ UNET_REFUSALS = {
 
 
 @pytest.mark.parametrize("case", UNET_REFUSALS)
-def test_unet_weights_that_do_not_fit_are_refused_by_name(case, tool, diffusers_folder, diffusers_weights, tmp_path):
+def test_unet_weights_that_do_not_fit_are_refused_by_name(case, bk_sdm_tool, bk_sdm_folder, bk_sdm_diffusers, tmp_path):
     change, message = UNET_REFUSALS[case]
-    folder = variant(diffusers_folder, tmp_path, unet=change(diffusers_weights["unet"]))
+    folder = variant(bk_sdm_folder, tmp_path, unet=change(bk_sdm_diffusers["unet"]))
     with pytest.raises(ValueError, match=message):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_an_sdxl_family_unet_is_refused_as_not_sd15(tool, diffusers_folder, tmp_path):
-    folder = variant(diffusers_folder, tmp_path, unet=diffusers_unet(TINY_SDXL, ldm_unet(TINY_SDXL)))
+def test_an_sdxl_family_unet_is_refused_as_not_sd15(bk_sdm_tool, bk_sdm_folder, tmp_path):
+    folder = variant(bk_sdm_folder, tmp_path, unet=diffusers_unet(TINY_SDXL, ldm_unet(TINY_SDXL)))
     with pytest.raises(ValueError, match="ComfyUI detects this UNet as .*, not SD15"):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
 @pytest.mark.parametrize("component, key, tensor, message", [
@@ -247,31 +165,31 @@ def test_an_sdxl_family_unet_is_refused_as_not_sd15(tool, diffusers_folder, tmp_
      r"transformer\.text_model\.final_layer_norm\.bias is \(1024,\), expected \(768,\)"),
 ])
 def test_vae_and_text_encoder_weights_that_do_not_fit_are_refused_by_name(
-        component, key, tensor, message, tool, diffusers_folder, diffusers_weights, tmp_path):
-    folder = variant(diffusers_folder, tmp_path, **{component: with_tensor(diffusers_weights[component], key, tensor)})
+        component, key, tensor, message, bk_sdm_tool, bk_sdm_folder, bk_sdm_diffusers, tmp_path):
+    folder = variant(bk_sdm_folder, tmp_path, **{component: with_tensor(bk_sdm_diffusers[component], key, tensor)})
     with pytest.raises(ValueError, match=message):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
-def test_a_folder_without_unet_is_refused_naming_the_folder(tool, diffusers_folder, tmp_path):
-    folder = variant(diffusers_folder, tmp_path, unet=None)
+def test_a_folder_without_unet_is_refused_naming_the_folder(bk_sdm_tool, bk_sdm_folder, tmp_path):
+    folder = variant(bk_sdm_folder, tmp_path, unet=None)
     with pytest.raises(ValueError, match=f"{folder} has no unet/ folder; a diffusers-format BK-SDM model"):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
-def test_a_unet_folder_without_weights_is_refused_naming_the_files_looked_for(tool, diffusers_folder, tmp_path):
-    folder = variant(diffusers_folder, tmp_path, unet=None)
+def test_a_unet_folder_without_weights_is_refused_naming_the_files_looked_for(bk_sdm_tool, bk_sdm_folder, tmp_path):
+    folder = variant(bk_sdm_folder, tmp_path, unet=None)
     (folder / "unet").mkdir()
     (folder / "unet" / "config.json").write_text("{}")
     with pytest.raises(ValueError, match=r"unet holds none of diffusion_pytorch_model\.safetensors, "):
-        tool.convert(folder, tmp_path / "out.safetensors")
+        bk_sdm_tool.convert(folder, tmp_path / "out.safetensors")
 
 
-def test_an_existing_output_is_kept_unless_overwrite_is_given(tool, diffusers_folder, tmp_path):
+def test_an_existing_output_is_kept_unless_overwrite_is_given(bk_sdm_tool, bk_sdm_folder, tmp_path):
     output = tmp_path / "bk-sdm-tiny.safetensors"
     output.write_bytes(b"a checkpoint the user has")
     with pytest.raises(ValueError, match="exists; pass --overwrite to replace it"):
-        tool.convert(diffusers_folder, output)
+        bk_sdm_tool.convert(bk_sdm_folder, output)
     assert output.read_bytes() == b"a checkpoint the user has"
 
 

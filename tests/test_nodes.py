@@ -15,7 +15,7 @@ def test_pack_is_loaded_by_comfyuis_custom_node_loader(comfy_nodes):
     assert comfy_nodes.NODE_DISPLAY_NAME_MAPPINGS["TStitchKSampler"] == "T-Stitch KSampler"
 
 
-@pytest.mark.parametrize("node_id", ["TStitchModelPair", "TStitchKSampler"])
+@pytest.mark.parametrize("node_id", ["TStitchModelPair", "TStitchKSampler", "TStitchBKSDMLoader"])
 def test_nodes_describe_themselves_and_every_input(node_id, node):
     info = node(node_id).GET_NODE_INFO_V1()
     assert info["category"] == "sampling/T-Stitch"

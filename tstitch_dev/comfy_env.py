@@ -14,7 +14,7 @@ PACK_DIR_NAME = "comfyui-tstitch"
 PACK_NODE_IDS = ("TStitchModelPair", "TStitchKSampler", "TStitchGuider", "TStitchSchedulePreview",
                  "TStitchFractionSweep", "TStitchAgreementProbe", "TStitchDiTLoader", "TStitchImageNetClass",
                  "TStitchDiTScheduler", "TStitchStageSigmas", "TStitchClassIndex", "TStitchStages",
-                 "TStitchStageSampler")
+                 "TStitchStageSampler", "TStitchBKSDMLoader")
 
 
 class PackLoadError(RuntimeError):
