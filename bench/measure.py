@@ -16,12 +16,13 @@ import psutil
 import torch
 
 from tstitch_core import compute_switch_index
+from tstitch_core.agreement import DEFAULT_MIN_AGREEMENT
 
 LARGE, SMALL, STITCHED, CHAINED, PROBE = "large alone", "small alone", "stitched", "chained", "agreement probe"
 RSS_INTERVAL_S = 0.01
 WARM_UP_FRACTION = 0.5  # both models run in the warm-up's splits
 END_OF_SCHEDULE = 10000  # KSamplerAdvanced's end_at_step default: past the last step
-PROBE_MIN_AGREEMENT = 0.9  # the node's default; what it costs does not depend on it
+PROBE_MIN_AGREEMENT = DEFAULT_MIN_AGREEMENT  # the node's; what it costs does not depend on it
 
 
 @dataclass(frozen=True)

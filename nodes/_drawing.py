@@ -132,7 +132,10 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
     left, right, top = 64, width - 24, 44
     bottom = height - 28 - 22 * (len(legend) + bool(window_label))
     draw.text((left, 12), title, fill=FOREGROUND, font=_font(18))
-    low = min(0.0, min_agreement, *(c for stage in cosines for c in stage if math.isfinite(c)))
+    # from the lowest cosine, or a little under the threshold where all lie above it: good pairs agree to within
+    # a few hundredths, which an axis from 0 would flatten into the top line
+    low = max(-1.0, min(min_agreement - 2 * (1.0 - min_agreement) - 0.01,
+                        *(c for stage in cosines for c in stage if math.isfinite(c))))
     span = 1.0 - low
     steps = len(cosines[0])
 
@@ -141,7 +144,7 @@ def draw_agreement(cosines: list[list[float]], handovers: list[int], legend: lis
 
     for value in (low, (low + 1) / 2, 1.0):
         draw.line([left, y_of(value), right, y_of(value)], fill=GRID)
-        draw.text((8, y_of(value) - 8), f"{value:.2f}", fill=FOREGROUND, font=_font(13))
+        draw.text((8, y_of(value) - 8), f"{value:.3f}", fill=FOREGROUND, font=_font(13))
     bar = (right - left) / steps
     model_of_step = [sum(step >= handover for handover in handovers) for step in range(steps)]
     if len(cosines) == 1:

@@ -16,7 +16,8 @@ from comfy_api.latest import io, ui
 
 from ..tstitch_core import (SWITCH_BY_STEPS, StepAgreement, SwitchRule, compute_stage_handovers,
                             describe_stage_steps, format_stages_agreement_table)
-from ..tstitch_core.agreement import longest_agreeing_run, suggest_stages, validate_min_agreement
+from ..tstitch_core.agreement import (DEFAULT_MIN_AGREEMENT, longest_agreeing_run, suggest_stages,
+                                     validate_min_agreement)
 from ._drawing import draw_agreement, to_image_tensor
 from ._model_facts import check_stitchable
 from ._patching import unstitched_models
@@ -35,16 +36,9 @@ class TStitchAgreementProbe(io.ComfyNode):
             search_aliases=[*TWO_MODEL_ALIASES, "probe", "agreement", "where to switch", "suggest fraction",
                             "suggest window", "FlowBlending", "large small large"],
             description=(
-                "Finds where to switch: runs the large model's trajectory once and, at every step, also asks the "
-                "small model for its prediction on the same input (it never steers). Plots their agreement "
-                "(cosine of the two denoised predictions) step by step and suggests the largest small_fraction "
-                "whose small steps all agree at min_agreement or better. Costs one large-model sampling plus one "
-                "small-model call per step. A nested pair on either side is probed model by model against the last, "
-                "largest model: a curve, columns and a suggestion each, every model taking the steps it agrees on "
-                "after the smaller one's; suggested_fraction is then the smallest model's, and the table gives the "
-                "others'. suggested_stages gives the longest run of agreeing steps wherever it lies, as T-Stitch "
-                "Stages' until: \"a, b\" for the large model, the small one from a to b, the large one again "
-                "(FlowBlending's order)."),
+                "Finds where to switch: follows the large model's trajectory, asks the small model at each step, "
+                "compares the directions the sampler would step in, and suggests the largest small_fraction whose "
+                "small steps all agree. More in the help page."),
             inputs=[
                 io.Model.Input("small_model", tooltip=(
                     "The small model that would run the early steps, or a nested pair: each of its models is probed.")),
@@ -52,8 +46,11 @@ class TStitchAgreementProbe(io.ComfyNode):
                     "The large model whose trajectory is followed; of a nested pair, its last model, and the models "
                     "before it are probed too.")),
                 *ksampler_inputs(),
-                io.Float.Input("min_agreement", default=0.9, min=-1.0, max=1.0, step=0.005, round=0.001, tooltip=(
-                    "The cosine similarity of the two predictions each small step must keep.")),
+                io.Float.Input("min_agreement", default=DEFAULT_MIN_AGREEMENT, min=-1.0, max=1.0, step=0.001,
+                               round=0.0001, tooltip=(
+                    "The cosine similarity of the two models' predicted noise (or velocity) each small step must "
+                    "keep. The default is calibrated on a trained pair: its suggestion keeps the large model's "
+                    "quality.")),
             ],
             outputs=[io.Image.Output(display_name="plot", tooltip="Agreement by step, coloured by the suggested split."),
                      io.String.Output(display_name="table", tooltip="The suggestion, then each step's figures."),
@@ -63,11 +60,9 @@ class TStitchAgreementProbe(io.ComfyNode):
                          "pair where it hands over to the next model.")),
                      # last, so that links to the outputs above keep their index
                      io.String.Output(display_name="suggested_stages", tooltip=(
-                         "The longest run of steps that agree, as T-Stitch Stages' until (switch_by steps): \"a, b\" "
-                         "for the large model until a, the small one until b, the large one after; just \"b\" when "
-                         "the run starts at step 1 (T-Stitch's split, the small model then the large one, as "
-                         "suggested_fraction); \"0\" when no step agrees. Of equally long runs, the earliest. With a "
-                         "nested pair, the smallest model's window against the large model."))],
+                         "The longest run of agreeing steps as T-Stitch Stages' until (switch_by steps): \"a, b\" "
+                         "for large, small, large; \"b\" when it starts at step 1; \"0\" when no step agrees. "
+                         "More in the help page."))],
             is_output_node=True,
         )
 
@@ -255,8 +250,8 @@ def window_legend(until: str, window: tuple[int, int], small: str) -> str:
 
 def compare_at(model, visited: list[VisitedStep], sigmas, noise, settings: Settings, large,
                on_call) -> list[tuple[float, float, str]]:
-    """The model's denoised prediction (with CFG) at each step's (x, sigma) of a trajectory it did not draw, compared
-    with the large model's at once (so no prediction is kept): one sampler run over the same schedule, so its
+    """The model's prediction (with CFG) at each step's (x, sigma) of a trajectory it did not draw, compared with
+    the large model's at once (so no prediction is kept): one sampler run over the same schedule, so its
     conditioning, patches and loading are prepared as for sampling."""
     cfg, positive, negative, latent_image, seed = settings
     latent = comfy.sample.fix_empty_latent_channels(large, latent_image["samples"])
@@ -265,8 +260,10 @@ def compare_at(model, visited: list[VisitedStep], sigmas, noise, settings: Setti
     def evaluate(sampling_model, x, run_sigmas, extra_args=None, callback=None, disable=None):
         for i, step in enumerate(visited):
             comfy.model_management.throw_exception_if_processing_interrupted()
-            prediction = sampling_model(step.x.to(x), step.sigma.to(run_sigmas), **(extra_args or {}))
-            figures.append(compare(prediction, step.x0.to(prediction.device)))
+            at_x, at_sigma = step.x.to(x), step.sigma.to(run_sigmas)
+            prediction = sampling_model(at_x, at_sigma, **(extra_args or {}))
+            figures.append(compare(prediction, step.x0.to(prediction.device), at_x.to(prediction.device),
+                                   at_sigma.to(prediction.device)))
             on_call(i)
         return x
 
@@ -276,10 +273,21 @@ def compare_at(model, visited: list[VisitedStep], sigmas, noise, settings: Setti
     return figures
 
 
-def compare(small: torch.Tensor, large: torch.Tensor) -> tuple[float, float, str]:
-    """(cosine similarity, relative L2, which prediction is not finite: "", "small", "large" or "both") of two
-    predictions, flattened."""
-    a, b = small.float().flatten(), large.float().flatten().to(small.device)
+def sampler_direction(x: torch.Tensor, sigma: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """(x - x0) / sigma: the direction every k-diffusion sampler steps along (Euler's derivative), the predicted
+    noise of an eps model and the velocity of a flow model. Not x0: at high noise x0 = x - sigma * noise
+    amplifies every difference in the predicted noise by sigma, so two good models look most different exactly
+    where they agree most (on a trained DiT pair: x0 cosine 0.45 at step 1, this one's 0.9999)."""
+    sigma = sigma.float().reshape(-1, *[1] * (x.ndim - 1))
+    return (x.float() - x0.float()) / sigma
+
+
+def compare(small: torch.Tensor, large: torch.Tensor, x: torch.Tensor,
+            sigma: torch.Tensor) -> tuple[float, float, str]:
+    """(cosine similarity, relative L2, which prediction is not finite: "", "small", "large" or "both") of the two
+    models' sampler directions at (x, sigma), from their denoised predictions, flattened."""
+    bad = [name for name, t in (("small", small), ("large", large)) if not torch.isfinite(t).all()]
+    a = sampler_direction(x, sigma, small).flatten()
+    b = sampler_direction(x, sigma, large.to(small.device)).flatten()
     cosine = torch.nn.functional.cosine_similarity(a, b, dim=0).item()
-    bad = [name for name, t in (("small", a), ("large", b)) if not torch.isfinite(t).all()]
     return cosine, ((a - b).norm() / b.norm()).item(), "both" if len(bad) == 2 else "".join(bad)

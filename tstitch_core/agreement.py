@@ -11,6 +11,9 @@ from typing import Sequence
 from .schedule import compute_switch_index, describe_stage_steps
 
 
+DEFAULT_MIN_AGREEMENT = 0.99  # calibrated on the shipped digits pair: bench/results/trained-digits-*
+
+
 @dataclass(frozen=True)
 class StepAgreement:
     step: int  # 0-based
