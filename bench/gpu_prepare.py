@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,15 +123,37 @@ def tree_bytes(root: Path = PACK_ROOT) -> int:
     return sum((root / name).stat().st_size for name in listed if name and (root / name).is_file())
 
 
+def split_sizes(sizes: dict[str, int], room: int) -> dict[str, int]:
+    """``sizes`` with each file larger than ``room`` (a wheel bigger than a call can carry beside the tree) as
+    equal parts ``name.partIofN``, which the machine joins once every part has arrived (``install_carried``)."""
+    parts = {}
+    for name, size in sizes.items():
+        count = -(-size // room) if room > 0 else 0
+        if count <= 1:
+            parts[name] = size
+            continue
+        step = -(-size // count)
+        for index in range(count):
+            parts[part_name(name, index, count)] = min(step, size - index * step)
+    return parts
+
+
+def part_name(name: str, index: int, count: int) -> str:
+    return f"{name}.part{index + 1}of{count}"
+
+
+PART = re.compile(r"^(?P<name>.+)\.part(?P<index>\d+)of(?P<count>\d+)$")
+
+
 def plan_calls(sizes: dict[str, int], tree: int, limit: int = CARRY_LIMIT,
                margin: int = CARRY_MARGIN) -> list[list[str]]:
-    """Files (name -> bytes) packed into as few calls as fit, largest first, each call with the tree beside it."""
+    """Files (name -> bytes) packed into as few calls as fit, largest first, each call with the tree beside it;
+    a file larger than a call's room goes as parts (``split_sizes``)."""
     room = limit - tree - margin
-    too_large = [name for name, size in sizes.items() if size > room]
-    if too_large:
-        raise PrepareError(f"T-Stitch gpu-check --prepare: {', '.join(too_large)} does not fit one call beside the "
-                           f"tree ({tree / MIB:.1f} MiB of {limit / MIB:.0f}); move large files the check does not "
-                           "need out of the tree.")
+    if room <= 0:
+        raise PrepareError(f"T-Stitch gpu-check --prepare: the tree ({tree / MIB:.1f} MiB of {limit / MIB:.0f}) leaves "
+                           "no room in a call; move large files the check does not need out of the tree.")
+    sizes = split_sizes(sizes, room)
     calls, free = [], []
     for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
         fits = next((i for i, room_left in enumerate(free) if sizes[name] <= room_left), None)
@@ -140,6 +163,14 @@ def plan_calls(sizes: dict[str, int], tree: int, limit: int = CARRY_LIMIT,
         calls[fits].append(name)
         free[fits] -= sizes[name]
     return calls
+
+
+def write_part(source: Path, index: int, count: int, target: Path) -> None:
+    size = source.stat().st_size
+    step = -(-size // count)
+    with open(source, "rb") as whole, open(target, "wb") as part:
+        whole.seek(index * step)
+        part.write(whole.read(step))
 
 
 def lay_out(files: list[Path], host_archive: Path, tree: int, prepared: Path = PREPARED) -> dict:
@@ -154,12 +185,16 @@ def lay_out(files: list[Path], host_archive: Path, tree: int, prepared: Path = P
         folder = prepared / f"carry-{number}"
         folder.mkdir(parents=True)
         for name in names:
+            part = PART.match(name)
+            if part:
+                write_part(by_name[part["name"]], int(part["index"]) - 1, int(part["count"]), folder / name)
+                continue
             try:
                 os.link(by_name[name], folder / name)
             except OSError:
                 shutil.copy2(by_name[name], folder / name)
         plan["calls"].append({"carry": f"{prepared.name}/{folder.name}", "files": sorted(names),
-                              "bytes": tree + sum(by_name[n].stat().st_size for n in names),
+                              "bytes": tree + sum((folder / n).stat().st_size for n in names),
                               "command": "./tstitch gpu-check" + ("" if number == len(calls) else " --install")})
     for number in range(1, len(calls) + 1):
         (prepared / f"carry-{number}" / PLAN).write_text(json.dumps(plan, indent=1))
@@ -198,7 +233,8 @@ def install_carried(prepared: Path = PREPARED, python: str = sys.executable) -> 
     """Install every carried wheel not installed yet into ``prepared``/site and unpack a carried host archive;
     returns what it did."""
     done, site = [], prepared / "site"
-    for carry in sorted(prepared.glob("carry-*")):
+    joined = join_parts(prepared)
+    for carry in [*sorted(prepared.glob("carry-*")), joined]:
         wheels = [w for w in sorted(carry.glob("*.whl")) if not (site / ".installed" / w.name).exists()]
         if wheels and has_pip(python):
             command = [python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--upgrade",
@@ -223,6 +259,28 @@ def install_carried(prepared: Path = PREPARED, python: str = sys.executable) -> 
             stamp.write_text(str(archive.stat().st_size))
             done.append(HOST_ARCHIVE)
     return done
+
+
+def join_parts(prepared: Path = PREPARED) -> Path:
+    """``prepared``/joined, holding each file whose parts have all arrived (over the calls of a warm machine: the
+    carry folders stay) joined again; a file with parts still to come is left out."""
+    joined = prepared / "joined"
+    joined.mkdir(parents=True, exist_ok=True)
+    parts: dict[str, dict[int, Path]] = {}
+    counts = {}
+    for path in prepared.glob("carry-*/*.part*of*"):
+        match = PART.match(path.name)
+        if match:
+            parts.setdefault(match["name"], {})[int(match["index"])] = path
+            counts[match["name"]] = int(match["count"])
+    for name, found in parts.items():
+        if len(found) == counts[name] and not (joined / name).exists():
+            partial = joined / f".{name}.partial"
+            with open(partial, "wb") as whole:
+                for index in range(1, counts[name] + 1):
+                    whole.write(found[index].read_bytes())
+            partial.rename(joined / name)
+    return joined
 
 
 def has_pip(python: str) -> bool:

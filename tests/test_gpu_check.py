@@ -181,6 +181,17 @@ def test_speed_pairs_past_the_budget_are_skipped_but_not_the_wan_pair_asked_for(
 
 # --- --prepare and what a call installs there ---
 
+def readme_calls() -> list[tuple[str, str]]:
+    """(carry folder, command) of each call the README's GPU check section lists."""
+    import re
+
+    from tstitch_dev.host import PACK_ROOT
+
+    text = (PACK_ROOT / "README.md").read_text()
+    return [(carry, command.split(";")[0]) for carry, command in
+            re.findall(r'^\d+\. carry `\["(\.gpu-check/carry-\d+)"\]`, command `([^`]+)`', text, re.M)]
+
+
 def fake_wheels(folder: Path, versions: dict[str, str], sizes: dict[str, int]) -> Path:
     folder.mkdir()
     for name, version in versions.items():
@@ -192,7 +203,7 @@ def fake_wheels(folder: Path, versions: dict[str, str], sizes: dict[str, int]) -
 def test_prepare_packs_the_host_code_and_each_call_carries_under_64_mib(prepared):
     plan, prepared = prepared
     wheels = prepared.parent / "wheels"
-    assert len(plan["calls"]) == 2  # the README documents two calls
+    assert len(plan["calls"]) == len(readme_calls())  # the README lists each call
     assert plan["tree_bytes"] == gpu_prepare.tree_bytes()
     carried = []
     for number, call in enumerate(plan["calls"], 1):
@@ -204,8 +215,13 @@ def test_prepare_packs_the_host_code_and_each_call_carries_under_64_mib(prepared
         assert carried_bytes < gpu_prepare.CARRY_LIMIT, (number, carried_bytes)
         assert json.loads((folder / gpu_prepare.PLAN).read_text()) == plan
         carried += files
-    assert sorted(carried) == sorted([p.name for p in wheels.iterdir()] + [gpu_prepare.HOST_ARCHIVE])
-    assert [c["command"] for c in plan["calls"]] == ["./tstitch gpu-check --install", "./tstitch gpu-check"]
+    # comfy-kitchen (56 MiB) does not fit beside the tree (the trained digits pair is in it): it goes in parts
+    whole = {(gpu_prepare.PART.match(name) or {"name": name})["name"] for name in carried}
+    assert sorted(whole) == sorted([p.name for p in wheels.iterdir()] + [gpu_prepare.HOST_ARCHIVE])
+    assert any(name.startswith("comfy_kitchen") and ".part" in name for name in carried)
+    assert [c["command"] for c in plan["calls"]] == [*["./tstitch gpu-check --install"] * (len(plan["calls"]) - 1),
+                                                     "./tstitch gpu-check"]
+    assert [(call["carry"], call["command"]) for call in plan["calls"]] == readme_calls()
     archive = next(prepared.glob(f"carry-*/{gpu_prepare.HOST_ARCHIVE}"))
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
@@ -223,19 +239,53 @@ def test_a_version_other_than_the_hosts_pin_is_refused(tmp_path):
         gpu_prepare.pinned_versions(requirements)
 
 
-def test_a_file_larger_than_a_call_is_refused_with_the_way_out():
+def test_a_file_larger_than_a_call_goes_in_parts_and_a_tree_that_leaves_no_room_is_refused():
+    mib = gpu_prepare.MIB
+    # beside a 20 MiB tree a call has 43.75 MiB: 62 MiB goes as two equal parts
+    calls = gpu_prepare.plan_calls({"big.whl": 62 * mib, "small.whl": mib}, tree=20 * mib)
+    assert calls == [["big.whl.part1of2", "small.whl"], ["big.whl.part2of2"]]
+    assert gpu_prepare.split_sizes({"big.whl": 62 * mib}, 43 * mib) == {"big.whl.part1of2": 31 * mib,
+                                                                       "big.whl.part2of2": 31 * mib}
     with pytest.raises(gpu_prepare.PrepareError, match="move large files the check does not need out of the tree"):
-        gpu_prepare.plan_calls({"big.whl": 62 * gpu_prepare.MIB}, tree=2 * gpu_prepare.MIB)
+        gpu_prepare.plan_calls({"a.whl": 10}, tree=64 * mib)
     assert gpu_prepare.plan_calls({"a": 40, "b": 30, "c": 20, "d": 10}, tree=0, limit=60, margin=0) == [
         ["a", "c"], ["b", "d"]]
 
 
-def pure_wheel(folder: Path, name: str, version: str) -> Path:
-    """A minimal pure-Python wheel whose package says its name."""
+def test_a_wheel_in_parts_installs_once_its_last_part_has_arrived(tmp_path):
+    host = tmp_path / "ComfyUI"
+    (host / "comfy").mkdir(parents=True)
+    (host / "comfyui_version.py").write_text('__version__ = "0.33.0"\n')
+    built = tmp_path / "built"
+    built.mkdir()
+    wheel = pure_wheel(built, "tstitch_fake_big", "1.0", padding=8192)
+    archive = gpu_prepare.pack_host(host, tmp_path / gpu_prepare.HOST_ARCHIVE)
+    room = max(wheel.stat().st_size // 2 + 16, archive.stat().st_size)
+    prepared = tmp_path / ".gpu-check"
+    plan = gpu_prepare.lay_out([wheel], archive, tree=gpu_prepare.CARRY_LIMIT - gpu_prepare.CARRY_MARGIN - room,
+                               prepared=prepared)
+    parts = sorted(name for call in plan["calls"] for name in call["files"] if ".part" in name)
+    assert parts == [f"{wheel.name}.part1of2", f"{wheel.name}.part2of2"] and plan["wheels"] == [wheel.name]
+    last = next(prepared / f"carry-{n}" for n, call in enumerate(plan["calls"], 1) if parts[1] in call["files"])
+    held_back = tmp_path / "not-yet"
+    shutil.move(last, held_back)  # the call that carries the second part has not been made
+    assert wheel.name not in gpu_prepare.install_carried(prepared)
+    assert gpu_prepare.missing_wheels(prepared) == [wheel.name]
+    shutil.move(held_back, last)
+    assert wheel.name in gpu_prepare.install_carried(prepared)
+    assert (prepared / "joined" / wheel.name).read_bytes() == wheel.read_bytes()
+    assert gpu_prepare.missing_wheels(prepared) == []
+    assert (prepared / "site" / "tstitch_fake_big" / "__init__.py").exists()
+
+
+def pure_wheel(folder: Path, name: str, version: str, padding: int = 0) -> Path:
+    """A minimal pure-Python wheel whose package says its name (and holds ``padding`` random bytes)."""
     path = folder / f"{name}-{version}-py3-none-any.whl"
     info = f"{name}-{version}.dist-info"
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr(f"{name}/__init__.py", f"NAME = {name!r}\n")
+        if padding:
+            wheel.writestr(f"{name}/padding.bin", os.urandom(padding))
         wheel.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         wheel.writestr(f"{info}/WHEEL",
                        "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
