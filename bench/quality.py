@@ -1,7 +1,9 @@
 """T-Stitch's quality, fraction by fraction, on a DiT pair trained here (tstitch_dev/digits.py).
 
-    ./tstitch bench --pair trained-digits                 trains the pair on first use (cached), then the curve
+    ./tstitch bench --pair trained-digits                 the shipped pair's curve, orders and probe calibration
+    ./tstitch bench --pair trained-digits --small held-apart   the same with the small model held apart
     ./tstitch bench --pair trained-digits --per-class 20 --seeds 0,1 --fractions 0,0.5,1
+    ./tstitch bench --pair trained-digits --from-json FOLDER   a run's report written again from its results.json
 
 For each small_fraction it samples every digit through ComfyUI (the pack's DiT loader, Class Index and
 Model Pair nodes, KSampler; 0 is the large model alone, 1 the small one alone), for two noise seeds, and
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tstitch_core import parse_fractions
+from tstitch_core.agreement import DEFAULT_MIN_AGREEMENT
 from tstitch_core.report import SweepPlan
 from tstitch_core.validation import parse_sweep_plans
 from tstitch_dev import digits
@@ -34,6 +37,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_FRACTIONS = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
 PLOT_NAME = "quality.png"
 PROBE_PER_CLASS = 10
+CURVE_PER_CLASS = 60  # 600 samples a setting and seed: the large model's seed spread under 0.02 accuracy
+# the orders at equal small-model shares 0.2 and 0.4: small last (large first, as SRDiffusion runs them), then
+# large -> small -> large with the small window centred (FlowBlending); small first is the curve's own fraction
+DEFAULT_WINDOWS = "0.8-1,0.6-1,0.4-0.6,0.3-0.7"
+# min_agreement values the calibration table tries (the node's default among them)
+CALIBRATION_THRESHOLDS = (0.99, 0.999, 0.9995, 0.9996, 0.9997, 0.9998)
 # the paper's DiT-S -> DiT-XL curve (FID-5K), read off the official repository's figure
 PAPER_FID = {0.0: 9.2, 0.4: 9.2, 0.5: 10.1, 1.0: 33.0}
 
@@ -72,24 +81,31 @@ def parse_args(argv):
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", choices=["trained-digits"], default="trained-digits")
     parser.add_argument("--fractions", default=DEFAULT_FRACTIONS, help=f"comma-separated (default {DEFAULT_FRACTIONS})")
-    parser.add_argument("--seeds", default="0,1", help="noise seeds, comma-separated (default 0,1)")
+    parser.add_argument("--small", choices=["shipped", "held-apart"], default="shipped", help=(
+        "the small model: the shipped pair's, or one held apart from the probe's calibration (depth "
+        f"{digits.HELD_APART_SMALL.depth}, trained on first use and cached) with the shipped large model"))
+    parser.add_argument("--seeds", default="0,1,2", help="noise seeds, comma-separated (default 0,1,2)")
     defaults = digits.Sampling()
-    parser.add_argument("--per-class", type=int, default=defaults.per_class,
-                        help=f"samples of each digit per seed (default {defaults.per_class})")
+    parser.add_argument("--per-class", type=int, default=CURVE_PER_CLASS,
+                        help=f"samples of each digit per seed (default {CURVE_PER_CLASS})")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--cfg", type=float, default=defaults.cfg)
     parser.add_argument("--sampler", default=defaults.sampler)
     parser.add_argument("--scheduler", default=defaults.scheduler)
     parser.add_argument("--switch-by", choices=["timestep", "steps"], default=defaults.switch_by)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared 2-core host)")
-    parser.add_argument("--windows", default="", help=(
+    parser.add_argument("--windows", default=DEFAULT_WINDOWS, help=(
         "windows a-b, comma-separated: T-Stitch Stages large -> small (from a to b) -> large, FlowBlending's order "
-        "(a-1: large -> small), each beside the fraction of the same small-model share (default: none)"))
+        f"(a-1: large -> small), each beside the fraction of the same small-model share (default {DEFAULT_WINDOWS}; "
+        "none: no windows)"))
     parser.add_argument("--out", type=Path, help="results folder (default under bench/results)")
     args = parser.parse_args(argv)
     try:
         args.fractions = sorted(set(parse_fractions(args.fractions)))
-        args.windows = sorted(set(parse_sweep_plans(args.windows)[0])) if args.windows.strip() else []
+        args.windows = (sorted(set(parse_sweep_plans(args.windows)[0]))
+                        if args.windows.strip() not in ("", "none") else [])
+        if 0.0 not in args.fractions:
+            raise ValueError("--fractions must include 0: the large model alone, which every setting is judged by")
         if any(window.start == 0.0 for window in args.windows):
             raise ValueError("--windows: each window a-b must start after 0 (a fraction f is --fractions' f)")
         args.seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -212,22 +228,67 @@ def windows_markdown(windows, window_points: list[Point], rows: list[Row], steps
     return "\n".join(lines) + "\n"
 
 
-def run_probe(small, large, sampling: digits.Sampling, per_class: int = PROBE_PER_CLASS) -> list[float]:
-    """The Agreement Probe's suggested_fraction (switch_by steps) for each digit, on a batch of that digit."""
+def probe_agreements(small, large, sampling: digits.Sampling, seeds, per_class: int = PROBE_PER_CLASS) -> dict:
+    """The Agreement Probe's per-step figures for each digit and seed, on a batch of that digit: ``{(digit, seed):
+    [StepAgreement]}``, through the node's own trajectory and comparison (switch_by steps)."""
     import nodes
     import torch
 
-    probe = nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"]
+    probe = sys.modules[nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"].__module__]
     latent = nodes.EmptyLatentImage().generate(64, 64, per_class)[0]
-    suggestions = []
+    found = {}
     with torch.inference_mode(), digits.progress_bars_off():
         for digit, (positive, negative) in enumerate(digits.class_conditionings(large)):
-            result = probe.execute(small_model=small, large_model=large, seed=digit, steps=sampling.steps,
-                                   cfg=sampling.cfg, sampler_name=sampling.sampler, scheduler=sampling.scheduler,
-                                   positive=positive, negative=negative, latent_image=latent, denoise=1.0,
-                                   min_agreement=0.9).result
-            suggestions.append(float(result[2]))
-    return suggestions
+            for seed in seeds:
+                settings = probe.Settings(sampling.cfg, positive, negative, latent, seed * 1000 + digit)
+                trajectory = probe.follow_trajectory(large, sampling.steps, sampling.sampler, sampling.scheduler, 1.0,
+                                                     settings, 1)
+                found[(digit, seed)] = trajectory.agreements_of(small, settings, 1)
+    return found
+
+
+def flat_steps(rows: list[Row]) -> int:
+    """The most small steps of the flat region: the fractions from the first on whose quality stays within the
+    seed spread of the large model's, up to the first that does not (the knee)."""
+    within = within_spread(rows)
+    steps = 0
+    for row in rows:
+        if row.fraction > 0 and not within[row.fraction]:
+            break
+        steps = row.small_steps
+    return steps
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One min_agreement on every probed digit and seed: the suggested small steps (switch_by steps)."""
+
+    min_agreement: float
+    suggested_steps: list[int]
+
+    def inside(self, flat: int) -> int:
+        """How many suggestions lie in the flat region: at least one small step, at most ``flat``."""
+        return sum(1 <= k <= flat for k in self.suggested_steps)
+
+
+def calibrate(agreements: dict, thresholds=CALIBRATION_THRESHOLDS) -> list[Calibration]:
+    from tstitch_core.agreement import leading_agreeing_steps
+
+    return [Calibration(t, [leading_agreeing_steps(a, t) for a in agreements.values()]) for t in thresholds]
+
+
+def calibration_markdown(calibrations: list[Calibration], flat: int, steps: int, default: float) -> str:
+    lines = ["", "## The Agreement Probe against the curve", "",
+             f"The probe on every digit and seed of the curve ({PROBE_PER_CLASS} samples a batch), switch_by steps; "
+             f"the flat region: 1 to {flat} small steps of {steps} (the fractions whose class accuracy and Frechet "
+             "distance stay within the seed spread of the large model's, up to the knee).", "",
+             "| min_agreement | suggested small steps: median (min-max) | inside the flat region |",
+             "|---:|---|---:|"]
+    for c in calibrations:
+        label = f"{c.min_agreement:g}{' (default)' if c.min_agreement == default else ''}"
+        lines.append(f"| {label} | {statistics.median(c.suggested_steps):g} ({min(c.suggested_steps)}-"
+                     f"{max(c.suggested_steps)}) | {c.inside(flat)} of {len(c.suggested_steps)} |")
+    return "\n".join(lines) + "\n"
 
 
 def build_rows(points: list[Point], steps_by_fraction: dict[float, int]) -> list[Row]:
@@ -266,7 +327,7 @@ def spread_bands(rows: list[Row]):
             (large.frechet_mean - spread_frechet, large.frechet_mean + spread_frechet))
 
 
-def to_markdown(rows: list[Row], setup: dict, machine: dict, probe: list[float]) -> str:
+def to_markdown(rows: list[Row], setup: dict, machine: dict) -> str:
     spread_accuracy, spread_frechet = seed_spread(rows)
     within = within_spread(rows)
     seeds = setup["seeds"]
@@ -281,6 +342,7 @@ def to_markdown(rows: list[Row], setup: dict, machine: dict, probe: list[float])
              f"- classifier: an MLP (64 hidden units) trained on 75% of the 1797 real digits, held-out accuracy "
              f"{setup['classifier_accuracy']:.3f}; Frechet distance on its hidden features, samples against all "
              f"real digits (the real digits against themselves, split in halves: {setup['real_frechet']:.3f})",
+             *([f"- {setup['note']}"] if setup.get("note") else []),
              f"- seed-to-seed spread (largest difference between the seeds of one setting): accuracy "
              f"{spread_accuracy:.3f}, Frechet {spread_frechet:.3f}; \"within\": both measures within that spread "
              "of the large model's", "",
@@ -295,55 +357,71 @@ def to_markdown(rows: list[Row], setup: dict, machine: dict, probe: list[float])
     kept = [r.fraction for r in rows if within[r.fraction] and r.fraction > 0]
     lines += ["", f"Stitched settings within the spread of the large model: "
                   f"{', '.join(f'{f:g}' for f in kept) if kept else 'none'}."]
-    if probe:
-        lines.append(f"Agreement Probe (min_agreement 0.9, switch_by steps, {PROBE_PER_CLASS} samples of each digit): "
-                     f"suggested_fraction by digit {', '.join(f'{p:g}' for p in probe)}; median "
-                     f"{statistics.median(probe):g}.")
     lines.append("Times are one sampling of all digits per seed (median over the seeds), on a shared machine.")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--from-json" in argv:  # ./tstitch bench --pair trained-digits --from-json FOLDER
+        return report_from_json(Path(argv[argv.index("--from-json") + 1]))
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     sampling = digits.Sampling(args.steps, args.sampler, args.scheduler, args.cfg, args.per_class, args.switch_by)
+    small_recipe = digits.SMALL if args.small == "shipped" else digits.HELD_APART_SMALL
     started = time.perf_counter()
-    small_path, large_path = digits.ensure_pair()
+    small_path, large_path = digits.shipped_pair()
+    if args.small == "held-apart":
+        small_path = digits.ensure_trained(digits.HELD_APART_SMALL, digits.HELD_APART_SMALL_NAME)
     train_seconds = time.perf_counter() - started
     from .run import HOST_WORKDIR
 
     host = boot_comfyui(HOST_WORKDIR, cpu=True)
-    # a run with windows is another table: its own folder, so it never overwrites the curve's
-    out = args.out or RESULTS / (f"trained-digits{'-orders' if args.windows else ''}-cpu-{args.steps}steps-"
-                                 f"cfg{args.cfg:g}-{args.per_class}per-class-{args.switch_by}")
-    print(f"T-Stitch quality: trained digits pair, {len(args.fractions)} fractions x {len(args.seeds)} seeds x "
-          f"{10 * args.per_class} samples, {args.steps} steps {args.sampler}/{args.scheduler} cfg {args.cfg:g}",
-          flush=True)
+    out = args.out or RESULTS / (f"trained-digits-{args.small}-cpu-{args.steps}steps-cfg{args.cfg:g}-"
+                                 f"{args.per_class}per-class-{args.switch_by}")
+    print(f"T-Stitch quality: trained digits pair ({args.small} small model), {len(args.fractions)} fractions x "
+          f"{len(args.seeds)} seeds x {10 * args.per_class} samples, {args.steps} steps {args.sampler}/"
+          f"{args.scheduler} cfg {args.cfg:g}", flush=True)
     classifier = digits.train_classifier()
     images, _ = digits.load_digit_images()
     real_frechet = classifier_split_frechet(classifier, images)
     small, large = digits.load_trained(small_path), digits.load_trained(large_path)
+    agreements = probe_agreements(small, large, sampling, args.seeds)
     points = measure_curve(small, large, classifier, sampling, args.fractions, args.seeds)
     window_points = measure_windows(small, large, classifier, sampling, args.windows, args.seeds)
-    probe = run_probe(small, large, sampling)
-    rows = build_rows(points, {f: small_steps(large, sampling, f) for f in args.fractions})
     import comfy.model_management
 
     machine = describe_machine(comfy.model_management.get_torch_device(), comfyui_version(host))
     setup = {**asdict(sampling), "seeds": args.seeds, "small": small_path.name, "large": large_path.name,
-             "small_description": f"DiT width {digits.SMALL.width}, depth {digits.SMALL.depth}",
+             "small_description": f"DiT width {small_recipe.width}, depth {small_recipe.depth}",
              "large_description": f"DiT width {digits.LARGE.width}, depth {digits.LARGE.depth}",
-             "train_note": (f"{digits.SMALL.steps} steps each, batch {digits.SMALL.batch_size}; cached"
-                            if train_seconds < 5 else f"trained in this run: {train_seconds:.0f} s"),
+             "train_note": (f"the large model {digits.LARGE.steps} steps, the small {small_recipe.steps}, batch "
+                            f"{digits.LARGE.batch_size}" + ("" if train_seconds < 5 else
+                                                            f"; trained in this run: {train_seconds:.0f} s")),
              "classifier_accuracy": classifier.held_out_accuracy, "real_frechet": real_frechet}
-    markdown = to_markdown(rows, setup, machine, probe)
-    if args.windows:
-        markdown += windows_markdown(args.windows, window_points, rows,
-                                     {f"{w:g}": window_small_steps(large, sampling, w) for w in args.windows})
+    write_report(out, machine, setup, points, window_points, agreements, large, sampling, args.windows)
+    return 0
+
+
+def write_report(out: Path, machine: dict, setup: dict, points: list[Point], window_points: list[Point],
+                 agreements: dict, large, sampling: digits.Sampling, windows) -> None:
+    """results.md, results.json and the plot from what a run measured (or, with --from-json, what it wrote)."""
+    rows = build_rows(points, {p.fraction: small_steps(large, sampling, p.fraction) for p in points})
+    markdown = to_markdown(rows, setup, machine)
+    if windows:
+        markdown += windows_markdown(windows, window_points, rows,
+                                     {f"{w:g}": window_small_steps(large, sampling, w) for w in windows})
+    calibrations = calibrate(agreements) if agreements and 0.0 in {p.fraction for p in points} else []
+    if calibrations:
+        markdown += calibration_markdown(calibrations, flat_steps(rows), sampling.steps, DEFAULT_MIN_AGREEMENT)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(markdown)
+    probe = {"flat_steps": flat_steps(rows) if calibrations else None,
+             "calibration": [asdict(c) for c in calibrations],
+             "by_digit_and_seed": [{"digit": digit, "seed": seed, "cosine": [a.cosine for a in found],
+                                    "rel_l2": [a.rel_l2 for a in found]} for (digit, seed), found in agreements.items()]}
     (out / "results.json").write_text(json.dumps({"machine": machine, "setup": setup, "probe": probe,
                                                   "points": [asdict(p) for p in points],
                                                   "window_points": [asdict(p) for p in window_points]}, indent=1))
@@ -353,6 +431,29 @@ def main(argv=None) -> int:
                  spread_bands(rows)).save(out / PLOT_NAME)
     print(markdown)
     print(f"Results in {out}")
+
+
+def report_from_json(folder: Path) -> int:
+    """Write a run's results.md, plot and calibration again from its results.json (after the thresholds or the
+    report change), measuring nothing: the large model is loaded only for the steps each setting gives it."""
+    from tstitch_core.agreement import StepAgreement
+
+    from .run import HOST_WORKDIR
+
+    found = json.loads((folder / "results.json").read_text())
+    setup = found["setup"]
+    boot_comfyui(HOST_WORKDIR, cpu=True)
+    sampling = digits.Sampling(setup["steps"], setup["sampler"], setup["scheduler"], setup["cfg"],
+                               setup["per_class"], setup["switch_by"])
+    large = digits.load_trained(digits.shipped_pair()[1])
+    agreements = {(entry["digit"], entry["seed"]): [StepAgreement(i, 0.0, 0.0, cosine, rel) for i, (cosine, rel)
+                                                    in enumerate(zip(entry["cosine"], entry["rel_l2"]))]
+                  for entry in found["probe"]["by_digit_and_seed"]}
+    window_points = [Point(**p) for p in found["window_points"]]
+    windows = sorted(set(parse_sweep_plans(",".join(sorted({p.fraction for p in window_points})))[0])) \
+        if window_points else []
+    write_report(folder, found["machine"], setup, [Point(**p) for p in found["points"]], window_points, agreements,
+                 large, sampling, windows)
     return 0
 
 

@@ -46,7 +46,7 @@ class TStitchAgreementProbe(io.ComfyNode):
                     "The large model whose trajectory is followed; of a nested pair, its last model, and the models "
                     "before it are probed too.")),
                 *ksampler_inputs(),
-                io.Float.Input("min_agreement", default=DEFAULT_MIN_AGREEMENT, min=-1.0, max=1.0, step=0.001,
+                io.Float.Input("min_agreement", default=DEFAULT_MIN_AGREEMENT, min=-1.0, max=1.0, step=0.0001,
                                round=0.0001, tooltip=(
                     "The cosine similarity of the two models' predicted noise (or velocity) each small step must "
                     "keep. The default is calibrated on a trained pair: its suggestion keeps the large model's "

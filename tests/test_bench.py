@@ -235,16 +235,37 @@ def test_quality_table_and_plot_are_written_from_the_rows():
     setup = {"steps": 20, "sampler": "euler", "scheduler": "normal", "cfg": 1.5, "switch_by": "timestep",
              "per_class": 5, "seeds": [0, 1], "small": "s.pt", "large": "l.pt", "small_description": "depth 1",
              "large_description": "depth 4", "train_note": "cached", "classifier_accuracy": 0.97, "real_frechet": 0.3}
-    markdown = to_markdown(rows, setup, {"CPU": "test"}, [0.4, 0.5])
+    markdown = to_markdown(rows, setup, {"CPU": "test"})
     assert "| 0 (large alone) | 0 | 0.950 / 0.930 | 0.940 | 1.00 / 1.20 | 1.10 | 11.0 | 1.00x | yes |" in markdown
     assert "| 1 (small alone) | 20 | 0.400 / 0.450 | 0.425 | 9.00 / 8.00 | 8.50 | 2.5 | 4.40x | no |" in markdown
     assert "within the spread of the large model: 0.5." in markdown
-    assert "suggested_fraction by digit 0.4, 0.5; median 0.45" in markdown
     from bench.quality import spread_bands
 
     assert spread_bands(rows) == (pytest.approx((0.89, 0.99)), pytest.approx((0.1, 2.1)))
     image = draw_quality(rows, "test", spread_bands(rows))
     assert image.size == (900, 44 + 3 * 230 + 30)
+
+
+def test_the_flat_region_ends_at_the_first_setting_outside_the_spread_and_calibration_counts_suggestions():
+    from bench.quality import Point, build_rows, calibrate, calibration_markdown, flat_steps
+    from tstitch_core.agreement import StepAgreement
+
+    # 0.25 and 0.5 within the spread (0.05), 0.75 not, so 0.9 back within does not extend the flat region
+    points = quality_points() + [Point(0.25, s, 0.94, 1.0, 9.0) for s in (0, 1)] + [
+        Point(0.75, s, 0.80, 3.0, 5.0) for s in (0, 1)] + [Point(0.9, s, 0.94, 1.0, 4.0) for s in (0, 1)]
+    rows = build_rows(points, {0.0: 0, 0.25: 5, 0.5: 10, 0.75: 15, 0.9: 18, 1.0: 20})
+    assert flat_steps(rows) == 10
+
+    def run(*cosines):
+        return [StepAgreement(i, 1.0, 1.0, c, 0.0) for i, c in enumerate(cosines)]
+
+    agreements = {(0, 0): run(0.999, 0.998, 0.99, 0.9), (1, 0): run(0.999, 0.999, 0.999, 0.9),
+                  (2, 0): run(0.98, 0.999, 0.999, 0.999)}
+    calibrations = calibrate(agreements, thresholds=(0.95, 0.999))
+    assert [c.suggested_steps for c in calibrations] == [[3, 3, 4], [1, 3, 0]]
+    assert [c.inside(3) for c in calibrations] == [2, 2]  # 4 steps past the region; 0 steps is not in it
+    markdown = calibration_markdown(calibrations, 3, 4, 0.999)
+    assert "| 0.95 | 3 (3-4) | 2 of 3 |" in markdown and "| 0.999 (default) | 1 (0-3) | 2 of 3 |" in markdown
 
 
 def test_bench_hands_the_trained_digits_pair_to_the_quality_curve():
@@ -255,29 +276,35 @@ def test_bench_hands_the_trained_digits_pair_to_the_quality_curve():
 
     args = parse_args(["--pair", "trained-digits", "--fractions", "1,0,0.5", "--seeds", "3,4", "--per-class", "6"])
     assert (args.fractions, args.seeds, args.per_class, args.switch_by) == ([0.0, 0.5, 1.0], [3, 4], 6, "timestep")
+    assert args.small == "shipped" and parse_args(["--small", "held-apart", "--windows", "none"]).windows == []
 
 
-def test_quality_curve_end_to_end_on_a_briefly_trained_pair(comfy_host, tmp_path, monkeypatch, capsys):
-    """The command's whole path (training, classifier, sampling through ComfyUI, probe, files) on a pair
-    trained for 2 steps, 1 sample step, 2 of each digit: the pipeline, not the quality."""
-    from tstitch_dev import digits
+def test_quality_curve_end_to_end_on_the_shipped_pair(comfy_host, tmp_path, monkeypatch, capsys):
+    """The command's whole path (classifier, sampling through ComfyUI, probe, calibration, files) on the shipped
+    pair at 2 sample steps, 2 of each digit: the pipeline, not the quality; then the report written again from
+    its results.json is the same report."""
+    from bench import quality
 
-    small, large = digits.short_recipes(steps=2)
-    monkeypatch.setattr(digits, "SMALL", small)
-    monkeypatch.setattr(digits, "LARGE", large)
-    monkeypatch.setattr(digits, "MODEL_CACHE", tmp_path / "models")
     monkeypatch.setattr("bench.quality.PROBE_PER_CLASS", 2)
     out = tmp_path / "out"
     assert run.main(["--pair", "trained-digits", "--fractions", "0,0.5,1", "--seeds", "0,1", "--per-class", "2",
-                     "--steps", "2", "--out", str(out)]) == 0
+                     "--steps", "2", "--windows", "none", "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     assert sorted((p["fraction"], p["seed"]) for p in data["points"]) == [(f, s) for f in (0.0, 0.5, 1.0) for s in (0, 1)]
     assert all(0 <= p["accuracy"] <= 1 and p["frechet"] >= 0 for p in data["points"])
-    assert len(data["probe"]) == 10 and data["setup"]["classifier_accuracy"] > 0.95
+    probed = data["probe"]["by_digit_and_seed"]
+    assert sorted((p["digit"], p["seed"]) for p in probed) == [(d, s) for d in range(10) for s in (0, 1)]
+    assert all(len(p["cosine"]) == len(p["rel_l2"]) == 2 for p in probed)
+    assert [c["min_agreement"] for c in data["probe"]["calibration"]] == list(quality.CALIBRATION_THRESHOLDS)
+    assert data["setup"]["classifier_accuracy"] > 0.95
     markdown = (out / "results.md").read_text()
     assert "| 0 (large alone) | 0 |" in markdown and "| 1 (small alone) | 2 |" in markdown
+    assert "## The Agreement Probe against the curve" in markdown
     assert Image.open(out / "quality.png").size == (900, 44 + 3 * 230 + 30)
     assert "Results in" in capsys.readouterr().out
+    (out / "results.md").unlink()
+    assert run.main(["--pair", "trained-digits", "--from-json", str(out)]) == 0
+    assert (out / "results.md").read_text() == markdown
 
 
 def test_windows_are_tabled_beside_the_fraction_of_the_same_share():
@@ -303,12 +330,6 @@ def test_windows_are_tabled_beside_the_fraction_of_the_same_share():
 
 def test_quality_windows_end_to_end_on_a_briefly_trained_pair(comfy_host, tmp_path, monkeypatch):
     """A window through T-Stitch Stages on the same pipeline: sampled, scored and tabled."""
-    from tstitch_dev import digits
-
-    small, large = digits.short_recipes(steps=2)
-    monkeypatch.setattr(digits, "SMALL", small)
-    monkeypatch.setattr(digits, "LARGE", large)
-    monkeypatch.setattr(digits, "MODEL_CACHE", tmp_path / "models")
     monkeypatch.setattr("bench.quality.PROBE_PER_CLASS", 2)
     out = tmp_path / "out"
     assert run.main(["--pair", "trained-digits", "--fractions", "0,0.5", "--windows", "0.25-0.75", "--seeds", "0",

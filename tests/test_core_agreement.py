@@ -37,7 +37,7 @@ def test_the_table_names_the_steps_whose_prediction_is_not_a_number():
     assert first.endswith("Not a number at steps 3-4: the small model's prediction holds NaN or inf; step 6: the "
                           "small and large models' predictions hold NaN or inf (such a step never agrees: cosine nan "
                           "in the table).")
-    assert [line.split()[3] for line in table.splitlines()[3:]] == ["0.9900", "0.9900", "nan", "nan", "0.9900", "nan"]
+    assert [line.split()[3] for line in table.splitlines()[3:]] == ["0.99000", "0.99000", "nan", "nan", "0.99000", "nan"]
 
 
 def test_a_prediction_that_is_nan_from_the_first_step_is_named_not_called_disagreement():

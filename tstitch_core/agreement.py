@@ -11,7 +11,7 @@ from typing import Sequence
 from .schedule import compute_switch_index, describe_stage_steps
 
 
-DEFAULT_MIN_AGREEMENT = 0.99  # calibrated on the shipped digits pair: bench/results/trained-digits-*
+DEFAULT_MIN_AGREEMENT = 0.9996  # calibrated on the shipped digits pair: bench/results/trained-digits-*
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def describe_suggestion(agreements: Sequence[StepAgreement], min_agreement: floa
         if agreements[0].nonfinite:
             return (f"The {prediction_words(agreements[0].nonfinite)} NaN or inf from the first step: suggested "
                     f"small_fraction 0, the large model alone.{describe_nonfinite(agreements)}")
-        return (f"The small model disagrees from the first step (cosine {agreements[0].cosine:.3f} < "
+        return (f"The small model disagrees from the first step (cosine {agreements[0].cosine:.5f} < "
                 f"{min_agreement:g}): suggested small_fraction 0, the large model alone. Lower min_agreement, or "
                 f"pair models that share more (a distilled or pruned copy of the large model).")
     return (f"The small model agrees (cosine >= {min_agreement:g}) for the first {small} of {steps} steps: "
@@ -167,7 +167,7 @@ def format_agreement_table(agreements: Sequence[StepAgreement], min_agreement: f
     suggested_fraction, "stages" under suggested_stages."""
     small = leading_agreeing_steps(agreements, min_agreement)
     header = ("step", "sigma", "t/T", "cosine", "rel. L2", "model", "stages")
-    lines = [header] + [(str(a.step + 1), f"{a.sigma:.4g}", f"{a.t_over_t_max:.3f}", f"{a.cosine:.4f}",
+    lines = [header] + [(str(a.step + 1), f"{a.sigma:.4g}", f"{a.t_over_t_max:.3f}", f"{a.cosine:.5f}",
                          f"{a.rel_l2:.4f}", "small" if a.step < small else "large", window)
                         for a, window in zip(agreements, window_models(agreements, min_agreement))]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -208,7 +208,9 @@ def format_stages_agreement_table(stages: Sequence[Sequence[StepAgreement]], lab
     lines = [header]
     # suggested_stages is the smallest model's window, against the large model alone
     for step, (first, window) in enumerate(zip(stages[0], window_models(stages[0], min_agreement))):
-        figures = [f"{value:.4f}" for agreements in stages for value in (agreements[step].cosine, agreements[step].rel_l2)]
+        # the cosine to 5 places: good pairs differ in the fourth (the default threshold is 0.999x)
+        figures = [f"{value:.{places}f}" for agreements in stages
+                   for value, places in ((agreements[step].cosine, 5), (agreements[step].rel_l2, 4))]
         model = next((name for name, handover in zip(names, handovers) if step < handover), "large")
         lines.append((str(step + 1), f"{first.sigma:.4g}", f"{first.t_over_t_max:.3f}", *figures, model, window))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
