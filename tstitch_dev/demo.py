@@ -4,9 +4,11 @@
     ./tstitch demo --digits-only                     only the trained digits pair
     ./tstitch demo --large v1-5.safetensors --small bk-sdm-tiny.safetensors --prompt "a red fox"
 
-First, quality: a DiT pair trained here on handwritten digits (tstitch_dev/digits.py; trained on the
-first run and cached) samples every digit with the large model alone and stitched, side by side in one
-picture labelled with what a classifier trained on real digits makes of them, and the times. Then speed
+First, quality: the DiT pair trained on handwritten digits that the repository ships (tstitch_dev/digits.py,
+tstitch_dev/digits_pair/; no training) samples every digit with the large model alone, stitched at the
+largest fraction its measured curve keeps at the large model's quality, and stitched past the curve's knee,
+side by side in one picture labelled with what a classifier trained on real digits makes of them, and the
+times. Then speed
 at real sizes: built-in SD1.5 and BK-SDM-Tiny-sized models with the real architectures (so each step
 costs what it costs with the real weights) but random weights: their images are noise. Given checkpoint
 paths, the demo times those instead (and skips the digits); the text encoder and VAE come from the large
@@ -17,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tstitch_core import compute_switch_index
+from tstitch_core import compute_switch_index, parse_fractions
 
 from .cli import add_sampling_options
 from .comfy_env import boot_comfyui
-from .host import comfyui_version
+from .host import PACK_ROOT, comfyui_version
 
 
 def parse_args(argv):
@@ -45,8 +48,9 @@ def parse_args(argv):
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="where the images go")
     parser.add_argument("--digits-only", action="store_true", help="only the trained digits pair")
     parser.add_argument("--no-digits", action="store_true", help="only the timing (skip the trained digits pair)")
-    parser.add_argument("--digits-fraction", type=float, default=DIGITS_FRACTION,
-                        help=f"small_fraction for the digits (switch_by timestep; default {DIGITS_FRACTION})")
+    parser.add_argument("--digits-fractions", help=(
+        "small_fractions for the stitched digits panels, comma-separated (switch_by timestep; default: the "
+        "measured curve's largest fraction at the large model's quality and one past its knee)"))
     parser.add_argument("--digits-per-class", type=int, default=DIGITS_PER_CLASS,
                         help=f"samples of each digit scored (default {DIGITS_PER_CLASS})")
     args = parser.parse_args(argv)
@@ -57,65 +61,95 @@ def parse_args(argv):
     return args
 
 
-DIGITS_FRACTION = 0.4  # the paper's setting
 DIGITS_PER_CLASS = 10
 DIGITS_SHOWN = 4  # rows of samples in the picture (per digit)
 DIGITS_PICTURE = "tstitch-demo-digits.png"
+# the shipped pair's measured curve (./tstitch bench --pair trained-digits): where the demo's fractions come from
+DIGITS_CURVE = PACK_ROOT / "bench" / "results" / "trained-digits-shipped-cpu-20steps-cfg1.5-60per-class-timestep"
 
 
-def digits_demo(out: Path, small_path: Path, large_path: Path, fraction: float = DIGITS_FRACTION,
-                per_class: int = DIGITS_PER_CLASS, sampling=None, seed: int = 0) -> Path:
-    """Every digit from the trained pair's large model alone and stitched at ``fraction``, scored and timed
-    (one warm-up sampling first), side by side in one picture; returns its path."""
+def curve_fractions(curve: Path = DIGITS_CURVE) -> tuple[float, float]:
+    """(kept, past the knee) from a measured curve: the largest small_fraction of its flat region (quality within
+    the large model's seed spread, up to the first setting that is not) and the next measured fraction whose
+    class accuracy has fallen by at least 0.05 from the large model's alone, so the drop is plain to see."""
+    from bench.quality import Point, build_rows, within_spread
+
+    found = json.loads((curve / "results.json").read_text())
+    points = [Point(**point) for point in found["points"]]
+    steps = {p.fraction: 0 for p in points}  # the small steps play no part here
+    rows = build_rows(points, steps)
+    within, large = within_spread(rows), rows[0]
+    kept = 0.0
+    for row in rows[1:]:
+        if not within[row.fraction]:
+            break
+        kept = row.fraction
+    past = next((r.fraction for r in rows if r.fraction > kept and r.accuracy_mean <= large.accuracy_mean - 0.05),
+                rows[-1].fraction)
+    return kept, past
+
+
+def digits_demo(out: Path, small_path: Path, large_path: Path, fractions: tuple[float, ...],
+                per_class: int = DIGITS_PER_CLASS, sampling=None, seed: int = 0, notes: tuple[str, ...] = ()) -> Path:
+    """Every digit from the pair's large model alone and stitched at each of ``fractions``, scored and timed (one
+    warm-up sampling first), side by side in one picture; ``notes`` label the stitched panels. Returns its path."""
     from . import digits
 
     sampling = sampling or digits.Sampling(per_class=per_class)
     classifier = digits.train_classifier()
     small, large = digits.load_trained(small_path), digits.load_trained(large_path)
     conditionings = digits.class_conditionings(large)
-    stitched = digits.stitched_model(small, large, fraction, sampling.switch_by)
+    stitched = [digits.stitched_model(small, large, fraction, sampling.switch_by) for fraction in fractions]
     # the run's own steps, so both models run (one step would be the small model's alone, which the pair refuses)
     warm = dataclasses.replace(sampling, per_class=1)
-    digits.sample_digits(stitched, conditionings[:1], warm, seed)  # first-call costs stay out of the times
+    for model in stitched[:1]:
+        digits.sample_digits(model, conditionings[:1], warm, seed)  # first-call costs stay out of the times
     panels = []
-    for name, model in (("large model alone", large), (f"T-Stitch, small_fraction {fraction:g}", stitched)):
+    runs = [("large model alone", "", large)] + [
+        (f"T-Stitch, small_fraction {fraction:g}", note, model)
+        for fraction, note, model in zip(fractions, [*notes, *[""] * len(fractions)], stitched)]
+    for name, note, model in runs:
         images, labels, seconds = digits.sample_digits(model, conditionings, sampling, seed)
         accuracy, frechet = classifier.accuracy(images, labels), classifier.frechet_distance(images)
         print(f"{name:<34} class accuracy {accuracy:.3f}  Frechet {frechet:6.2f}  {seconds:6.2f} s "
               f"({len(labels)} samples, {sampling.steps} steps)")
-        panels.append((f"{name}\naccuracy {accuracy:.2f}, Frechet {frechet:.2f}, {seconds:.1f} s", images,
-                       sampling.per_class))
+        label = f"{name}\n{note}\naccuracy {accuracy:.2f}, Frechet {frechet:.2f}, {seconds:.1f} s"
+        panels.append((label, images, sampling.per_class))
     out.mkdir(parents=True, exist_ok=True)
     path = out / DIGITS_PICTURE
-    draw_digits(panels, f"Digits from a DiT pair trained here (depth {digits.SMALL.depth} -> "
-                        f"{digits.LARGE.depth}, width {digits.LARGE.width}); classifier held-out accuracy "
-                        f"{classifier.held_out_accuracy:.2f}").save(path, optimize=True)
+    small_recipe = digits.SMALL
+    draw_digits(panels, f"Digits from the shipped DiT pair (depth {small_recipe.depth} -> {digits.LARGE.depth}, "
+                        f"width {digits.LARGE.width}), {sampling.steps} euler steps; a classifier of real digits "
+                        f"scores them (held-out accuracy {classifier.held_out_accuracy:.2f})").save(path, optimize=True)
     return path
 
 
-def draw_digits(panels, title: str, cell: int = 28, shown: int = DIGITS_SHOWN):
-    """Panels side by side, each ``shown`` samples (rows) of every digit (columns), dark ink on white."""
+def draw_digits(panels, title: str, cell: int = 24, gap_between: int = 4, shown: int = DIGITS_SHOWN):
+    """Panels side by side, each ``shown`` samples (rows) of every digit (columns), dark ink on white: each 8x8
+    digit upscaled without smoothing and spaced from the next, so its pixels read as they are."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     shown = min(shown, min(per_class for _, _, per_class in panels))
-    gap, label_height, title_height = 28, 36, 30
-    panel_width = 10 * cell
+    lines = max(label.count("\n") + 1 for label, _, _ in panels)
+    gap, label_height, title_height = 28, 16 * lines + 8, 30
+    pitch = cell + gap_between
+    panel_width = 10 * pitch - gap_between
     width = len(panels) * panel_width + (len(panels) + 1) * gap
-    height = title_height + label_height + shown * cell + gap
+    height = title_height + label_height + shown * pitch + gap
     picture = Image.new("L", (max(width, 620), height), 255)
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=12)
     draw.text((picture.width / 2, 14), title, fill=0, font=ImageFont.load_default(size=13), anchor="mm")
     for index, (label, images, per_class) in enumerate(panels):
         left = gap + index * (panel_width + gap) + (picture.width - width) // 2
-        draw.multiline_text((left + panel_width / 2, title_height + 16), label, fill=0, font=font, anchor="mm",
-                            align="center")
+        draw.multiline_text((left + panel_width / 2, title_height + label_height / 2), label, fill=0, font=font,
+                            anchor="mm", align="center")
         for digit in range(10):
             for row in range(shown):
                 ink = (np.asarray(images[digit * per_class + row]) + 1) / 2  # 0 paper .. 1 ink
                 tile = Image.fromarray(np.uint8(255 * (1 - ink.clip(0, 1))), "L").resize((cell, cell), Image.NEAREST)
-                picture.paste(tile, (left + digit * cell, title_height + label_height + row * cell))
+                picture.paste(tile, (left + digit * pitch, title_height + label_height + row * pitch))
     return picture
 
 
@@ -185,11 +219,13 @@ def main(argv=None) -> int:
     if not args.no_digits and args.large is None:
         from . import digits
 
-        started = time.perf_counter()
-        small_path, large_path = digits.ensure_pair()
-        print(f"Quality: the digits DiT pair ({time.perf_counter() - started:.0f} s to train or find it; cached in "
-              f"{large_path.parent})")
-        picture = digits_demo(args.out, small_path, large_path, args.digits_fraction, args.digits_per_class)
+        small_path, large_path = digits.shipped_pair()
+        kept, past = curve_fractions()
+        fractions = (parse_fractions(args.digits_fractions) if args.digits_fractions else (kept, past))
+        notes = () if args.digits_fractions else ("within the curve's seed spread", "past the curve's knee")
+        print(f"Quality: the shipped digits DiT pair ({large_path.parent})")
+        picture = digits_demo(args.out, small_path, large_path, tuple(fractions), args.digits_per_class,
+                              notes=notes)
         print(f"Picture: {picture}\n")
         if args.digits_only:
             return 0
