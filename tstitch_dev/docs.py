@@ -68,6 +68,8 @@ def probe_picture(nodes, diverge_after: int = 8, steps: int = 20):
     import torch
     from PIL import Image
 
+    from tstitch_core.agreement import DEFAULT_MIN_AGREEMENT
+
     from .models import TINY_SD15_LARGE, ensure_checkpoint
 
     path = str(ensure_checkpoint(TINY_SD15_LARGE))
@@ -88,7 +90,8 @@ def probe_picture(nodes, diverge_after: int = 8, steps: int = 20):
         positive, negative = (nodes.CLIPTextEncode().encode(clip, text)[0] for text in ("a lighthouse", ""))
         latent = nodes.EmptyLatentImage().generate(64, 64, 1)[0]
         plot = nodes.NODE_CLASS_MAPPINGS["TStitchAgreementProbe"].execute(
-            copy, large, 0, steps, 7.0, "dpmpp_2m", "karras", positive, negative, latent, 1.0, 0.9).result[0]
+            copy, large, 0, steps, 7.0, "dpmpp_2m", "karras", positive, negative, latent, 1.0,
+            DEFAULT_MIN_AGREEMENT).result[0]
     return Image.fromarray((plot[0].numpy() * 255).round().astype("uint8"))
 
 
