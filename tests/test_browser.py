@@ -71,9 +71,23 @@ def test_node_search_lists_every_tstitch_node_and_adds_one(page, server):
 
 @pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_example_loads_with_no_missing_nodes_and_no_errors(name, page, server):
+    assert_loads_clean(page, server, json.loads((EXAMPLES_DIR / f"{name}.json").read_text()))
+    screenshot(page, f"loaded_{name}")
+
+
+def test_a_workflow_saved_from_an_earlier_example_still_loads(page, server):
+    # the Wan Lightning example before T-Stitch Stage Sigmas took a guider: its Stage Sigmas fed by a pair
+    saved = PACK_ROOT / "tests" / "saved_workflows" / "wan22_a14b_t2v_lightning_4_4-pair-and-guider.json"
+    assert_loads_clean(page, server, json.loads(saved.read_text()))
+    in_page = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+    (sigmas,) = [node for node in in_page.values() if node["class_type"] == "TStitchStageSigmas"]
+    assert in_page[sigmas["inputs"]["model"][0]]["class_type"] == "TStitchModelPair"
+
+
+def assert_loads_clean(page, server, workflow):
+    """``workflow`` loads with every node known, no error shown, and queues as the server tests queue it."""
     from comfy_cli.workflow_to_api import convert_ui_to_api
 
-    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
     load_workflow(page, workflow)
     missing = page.evaluate("(wf) => wf.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types))"
                             ".map((n) => n.type)", workflow)
@@ -86,7 +100,56 @@ def test_example_loads_with_no_missing_nodes_and_no_errors(name, page, server):
     converted = convert_ui_to_api(workflow, server.object_info())
     assert {k: (v["class_type"], v["inputs"]) for k, v in in_page.items()} == \
            {k: (v["class_type"], v["inputs"]) for k, v in converted.items()}
-    screenshot(page, f"loaded_{name}")
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory, comfy_host):
+    """The pack served with no model at all: every file an example names is missing."""
+    import sys
+
+    from tstitch_dev.server import ComfyServer
+
+    with ComfyServer(tmp_path_factory.mktemp("bare"), host=comfy_host, python=sys.executable) as running:
+        yield running
+
+
+# what the frontend offers to download: a Hugging Face (or Civitai) URL of a model file (missingModelMetadata.js)
+DOWNLOADABLE = re.compile(r"^https://(huggingface\.co|civitai\.com)/.*\.(safetensors|sft|ckpt|pt|pth)(\?.*)?$")
+
+
+@pytest.mark.parametrize("name", ["sd15_bk-sdm-tiny_pair", "wan22_a14b_t2v_lightning_4_4"])
+def test_an_example_opened_without_its_models_offers_each_download(name, browser, bare_server):
+    from tstitch_dev.browser import open_page
+
+    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    entries = {entry["name"]: entry for node in workflow["nodes"] for entry in node["properties"].get("models", [])}
+    page = open_page(browser, bare_server)
+    try:
+        load_workflow(page, workflow)
+        overlay = page.get_by_test_id("error-overlay")
+        expect(overlay).to_be_visible(timeout=15_000)
+        page.get_by_test_id("error-overlay-see-errors").click()  # the errors panel, with its Missing Models card
+        buttons = page.get_by_test_id("missing-model-download")
+        buttons.first.wait_for(timeout=20_000)
+        screenshot(page, f"missing_models_{name}")
+        # a Download button for each file whose entry the frontend can download, and what each one fetches (the
+        # link the page opens, caught before the browser follows it)
+        page.evaluate("""() => { window.__opened = [];
+          HTMLAnchorElement.prototype.click = function () { window.__opened.push([this.href, this.download]); }; }""")
+        labels = [button.get_attribute("aria-label") for button in buttons.all()]
+        offered = {entry["name"] for entry in entries.values() if DOWNLOADABLE.match(entry["url"])}
+        assert sorted(labels) == sorted(f"Download {file}" for file in offered)
+        for button in buttons.all():
+            button.click()
+        opened = page.evaluate("() => window.__opened")
+        assert sorted(opened) == sorted([entries[file]["url"], file] for file in offered)
+        # a file without a download (BK-SDM, to convert) is listed as missing all the same
+        files = {value for node in workflow["nodes"] for value in node.get("widgets_values") or []
+                 if isinstance(value, str) and value.endswith((".safetensors", ".ckpt", ".pt"))}
+        for file in files - offered:
+            expect(page.get_by_text(file, exact=True).first).to_be_visible()
+    finally:
+        page.close()
 
 
 def test_queueing_an_example_runs_and_shows_the_image(page, server):
