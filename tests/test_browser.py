@@ -351,7 +351,7 @@ def test_a_thumbnail_shows_its_own_result_and_nothing_of_the_graph_before(browse
     from PIL import Image
 
     with Image.open(tmp_path / "sd15_schedule_preview.jpg") as image:
-        colours = image.convert("RGB").resize((140, 90)).getcolors(140 * 90)
+        colours = image.convert("RGB").resize((280, 180)).getcolors(280 * 180)  # the note beside: a smaller graph
     bars = sum(count for count, (r, g, b) in colours if r > 180 and 120 < g < 190 and b < 60)  # the large model's amber
     assert bars > 50, "the schedule preview's thumbnail shows no plot"
 
