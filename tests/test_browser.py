@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from tstitch_dev.blueprints import BLUEPRINTS
 from tstitch_dev.browser import wait_until_ready
 from tstitch_dev.comfy_env import PACK_NODE_IDS
-from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR
+from tstitch_dev.examples import EXAMPLES, example_path
 from tstitch_dev.host import PACK_ROOT
 
 pytestmark = pytest.mark.latest_host_only
@@ -71,7 +71,7 @@ def test_node_search_lists_every_tstitch_node_and_adds_one(page, server):
 
 @pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_example_loads_with_no_missing_nodes_and_no_errors(name, page, server):
-    assert_loads_clean(page, server, json.loads((EXAMPLES_DIR / f"{name}.json").read_text()))
+    assert_loads_clean(page, server, json.loads(example_path(name).read_text()))
     screenshot(page, f"loaded_{name}")
 
 
@@ -102,6 +102,33 @@ def assert_loads_clean(page, server, workflow):
            {k: (v["class_type"], v["inputs"]) for k, v in converted.items()}
 
 
+def test_the_template_browser_titles_each_example_by_its_file_and_sorts_the_basic_pair_first(browser, server):
+    from tstitch_dev.browser import open_page
+
+    basic = next(example for example in EXAMPLES if example.name == "sd15_bk-sdm-tiny_pair")
+    page = open_page(browser, server)
+    settings = "window.app.extensionManager.setting"
+    try:
+        page.evaluate(f"async () => await {settings}.set('Comfy.Templates.SortBy', 'alphabetical')")  # A to Z
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        page.get_by_text("comfyui-tstitch", exact=True).first.click()
+        cards = page.locator("[data-testid^='template-workflow-']")
+        expect(cards).to_have_count(len(EXAMPLES), timeout=30_000)
+        shown = [card.split("\n")[-1] for card in cards.all_inner_texts()]  # the card's title, under its thumbnail
+        assert sorted(shown) == sorted(example.title for example in EXAMPLES)
+        assert shown[0] == basic.title
+        first = cards.first.locator("img").first
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+        screenshot(page, "template_browser")
+        cards.first.click()  # opens the workflow, its file name and all
+        page.wait_for_function("() => window.app.graph.nodes.length > 0")
+        workflow = json.loads(example_path(basic.name).read_text())
+        assert page.evaluate("() => window.app.graph.nodes.map((n) => n.type)") == [n["type"] for n in workflow["nodes"]]
+    finally:
+        page.evaluate(f"async () => await {settings}.set('Comfy.Templates.SortBy', 'default')")
+        page.close()
+
+
 @pytest.fixture(scope="module")
 def bare_server(tmp_path_factory, comfy_host):
     """The pack served with no model at all: every file an example names is missing."""
@@ -121,7 +148,7 @@ DOWNLOADABLE = re.compile(r"^https://(huggingface\.co|civitai\.com)/.*\.(safeten
 def test_an_example_opened_without_its_models_offers_each_download(name, browser, bare_server):
     from tstitch_dev.browser import open_page
 
-    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    workflow = json.loads(example_path(name).read_text())
     entries = {entry["name"]: entry for node in workflow["nodes"] for entry in node["properties"].get("models", [])}
     page = open_page(browser, bare_server)
     try:
@@ -153,7 +180,7 @@ def test_an_example_opened_without_its_models_offers_each_download(name, browser
 
 
 def test_queueing_an_example_runs_and_shows_the_image(page, server):
-    workflow = json.loads((EXAMPLES_DIR / "sd15_bk-sdm-tiny_pair.json").read_text())
+    workflow = json.loads(example_path("sd15_bk-sdm-tiny_pair").read_text())
     load_workflow(page, workflow)
     # tiny sizes for the CPU, set in the widgets as a user would
     page.evaluate("""() => {
@@ -180,7 +207,7 @@ def test_queueing_an_example_runs_and_shows_the_image(page, server):
 
 def test_a_typed_wan_boundary_reaches_the_server_exactly(page, server):
     # Wan 2.2's text-to-video boundary t = 0.875 is small_fraction 0.125: typed into the widget as a user does
-    workflow = json.loads((EXAMPLES_DIR / "sd15_bk-sdm-tiny_pair.json").read_text())
+    workflow = json.loads(example_path("sd15_bk-sdm-tiny_pair").read_text())
     load_workflow(page, workflow)
     page.evaluate("""() => {
       for (const node of window.app.graph.nodes) {
@@ -252,7 +279,7 @@ def test_committed_example_is_what_the_frontend_exports_for_its_graph(example, f
         return {**workflow, "extra": {k: v for k, v in workflow["extra"].items() if k != "ds"}}
 
     build_in_frontend(page, example)
-    committed = json.loads((EXAMPLES_DIR / f"{example.name}.json").read_text())
+    committed = json.loads(example_path(example.name).read_text())
     assert graph_only(export_from_frontend(page)) == graph_only(committed)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tstitch_dev.examples import DOWNLOADS, EXAMPLES, EXAMPLES_DIR
+from tstitch_dev.examples import DOWNLOADS, EXAMPLES, example_path
 from tstitch_dev.host import PACK_ROOT
 
 pytestmark = pytest.mark.latest_host_only  # the committed files, the same on every host: once a run
@@ -30,7 +30,7 @@ SAVED = PACK_ROOT / "tests" / "saved_workflows"  # workflows as earlier versions
 
 
 def committed(name):
-    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    return json.loads(example_path(name).read_text())
 
 
 def model_files(node):

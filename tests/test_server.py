@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR, NEEDS_STAND_IN_TEXT_ENCODER
+from tstitch_dev.examples import EXAMPLES, NEEDS_STAND_IN_TEXT_ENCODER, example_path
 from tstitch_dev.host import PACK_ROOT
 from tstitch_dev.stand_in_nodes import STAND_INS, use_stand_in_text_encoders
 
@@ -20,7 +20,7 @@ OUTPUT_SIZES = {"sd15_fraction_sweep": {(6 * CPU_SIZE, CPU_SIZE + 26), (768, 432
 
 
 def load_example(name):
-    return json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    return json.loads(example_path(name).read_text())
 
 
 def to_api(server, workflow):
@@ -192,12 +192,14 @@ def test_the_lightning_loras_load_every_key_and_change_the_video(server):
 
 
 def test_every_example_has_a_thumbnail_and_the_template_list_names_them(server):
+    import urllib.parse
     import urllib.request
 
     listed = server.get("/workflow_templates")
-    assert sorted(listed["comfyui-tstitch"]) == sorted(example.name for example in EXAMPLES)
+    assert sorted(listed["comfyui-tstitch"]) == sorted(example.title for example in EXAMPLES)
     for name in listed["comfyui-tstitch"]:
-        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/comfyui-tstitch/{name}.jpg") as response:
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/comfyui-tstitch/"
+                                    f"{urllib.parse.quote(name)}.jpg") as response:
             assert response.headers["Content-Type"] == "image/jpeg" and len(response.read()) > 10_000
 
 

@@ -106,9 +106,9 @@ def test_the_lightning_examples_give_each_expert_exactly_four_steps(name, run_no
     import json
 
     import folder_paths
-    from tstitch_dev.examples import EXAMPLE_FILES, EXAMPLES_DIR
+    from tstitch_dev.examples import EXAMPLE_FILES, example_path
 
-    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    workflow = json.loads(example_path(name).read_text())
     widgets = lambda node_type: [node["widgets_values"] for node in workflow["nodes"] if node["type"] == node_type]
     ((scheduler, counts, denoise),) = widgets("TStitchStageSigmas")
     assert counts == "4, 4" and widgets("ModelSamplingSD3") == [[5.0], [5.0]]

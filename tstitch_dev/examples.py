@@ -216,6 +216,10 @@ class Example:
     # loads, where they go and where to get them are added from DOWNLOADS)
     about: str = ""
     first: str = ""
+    # its file's name, which is all the template browser shows of it (ComfyUI 0.33 lists a pack's
+    # example_workflows/ by file name, and frontend 1.49 titles a pack's template with it); ``name`` is the key
+    # the code and the tests use
+    title: str = ""
 
 
 def model_files(node: Node) -> list[tuple[str, str]]:
@@ -441,6 +445,7 @@ EXAMPLES = [
                "SD v1.4 the rest, in one KSampler pass through T-Stitch Model Pair."),
         first=("the prompts, then `small_fraction` on the pair: 0 is SD v1.4 alone, higher is faster and further "
                "from SD v1.4's own image (0.4 is the paper's setting). Any SD1.x checkpoint can be the large model."),
+        title="Basic pair - SD1.5 + BK-SDM-Tiny",
     ),
     Example(
         "sd15_tstitch_ksampler",
@@ -455,6 +460,7 @@ EXAMPLES = [
         about=("**T-Stitch KSampler**: the pair and KSampler in one node, the same result as T-Stitch Model "
                "Pair into KSampler: BK-SDM-Tiny the first 40% of the steps, SD v1.4 the rest."),
         first="the prompts, then `small_fraction` (0 is SD v1.4 alone, higher is faster).",
+        title="SD1.5 - T-Stitch KSampler",
     ),
     Example(
         "sdxl_ssd-1b_pair",
@@ -467,6 +473,7 @@ EXAMPLES = [
                "40% of the steps and SDXL base 1.0 the rest, in one KSampler pass through T-Stitch Model "
                "Pair."),
         first="the prompts, then `small_fraction` on the pair. Segmind Vega can take SSD-1B's place.",
+        title="SDXL + SSD-1B pair",
     ),
     Example(
         "sd15_three_stage_bk-sdm",
@@ -483,6 +490,7 @@ EXAMPLES = [
                "Both fractions are shares of the whole trajectory."),
         first=("the two `small_fraction` values; the outer pair's (0.2) must not exceed the inner pair's "
                "(0.5)."),
+        title="SD1.5 - three models nested",
     ),
     Example(
         "sd15_img2img_pair",
@@ -498,6 +506,7 @@ EXAMPLES = [
         about=("**Image to image** with a stitched model: the start image scaled to 512 and encoded, KSampler "
                "at denoise 0.6; the pair's 40% counts the steps KSampler runs."),
         first="the image in Load Image, the prompts and `denoise`.",
+        title="SD1.5 - image to image",
     ),
     Example(
         "sd15_guider_per_model_cfg",
@@ -522,6 +531,7 @@ EXAMPLES = [
                "here cfg 4 on BK-SDM-Tiny's steps (the first 40%) and 7.5 on SD v1.4's."),
         first=("`small_cfg` and `large_cfg` on the guider; its small_* prompt inputs can take prompts of "
                "their own."),
+        title="SD1.5 - Guider, cfg per model",
     ),
     Example(
         "sd15_schedule_preview",
@@ -534,6 +544,7 @@ EXAMPLES = [
                "the model that runs it, with each model's share, without sampling anything."),
         first=("`small_fraction` and `switch_by` on the pair, `steps` and `scheduler` on the preview; run it "
                "to see the switch."),
+        title="SD1.5 - Schedule Preview",
     ),
     Example(
         "sd15_probe_then_pair",
@@ -563,6 +574,7 @@ EXAMPLES = [
                "and scheduler, so the probe measures the trajectory KSampler runs."),
         first=("`min_agreement` on the probe (higher: fewer small steps), then the prompts; change the "
                "sampling settings on the Primitives."),
+        title="SD1.5 - Agreement Probe",
     ),
     Example(
         "sd15_fraction_sweep",
@@ -584,6 +596,7 @@ EXAMPLES = [
                "grid of the images, labelled with each one's speedup and SSIM to SD v1.4 alone, and a speed "
                "against quality plot."),
         first="`fractions` and the prompts; `repeats` above 1 for steadier timings.",
+        title="SD1.5 - Fraction Sweep",
     ),
     Example(
         "sdxl_ssd-1b_lcm_lora",
@@ -606,6 +619,7 @@ EXAMPLES = [
         about=("**SDXL + SSD-1B with LCM LoRAs**: each model loads its own LCM LoRA and LCM model sampling "
                "before the pair, then 6 `lcm` steps at cfg 1.5; each LoRA acts on its own model's steps only."),
         first="the prompts, `steps` (4 to 8 suit LCM) and `small_fraction`.",
+        title="SDXL + SSD-1B with LCM LoRAs",
     ),
     Example(
         "dit_s_to_xl_40",
@@ -616,6 +630,7 @@ EXAMPLES = [
                "for class 207, golden retriever, on DiT's own 100 DDIM timesteps with cfg 4 on 3 of the 4 "
                "channels, as DiT's and T-Stitch's samplers do."),
         first="the class in ImageNet Class (T-Stitch), then `small_fraction` on the pair.",
+        title="DiT-S to DiT-XL at 40 percent",
     ),
     Example(
         "dit_s_b_xl_40_40_20",
@@ -630,6 +645,7 @@ EXAMPLES = [
                "experiment: a pair of DiT-S and DiT-B (S to 0.4) is the small model of a pair with DiT-XL (to "
                "0.8)."),
         first="the class, then the two `small_fraction` values (0.4 inside, 0.8 outside).",
+        title="DiT-S, B and XL - 40, 40, 20",
     ),
     Example(
         "wan22_a14b_t2v_experts",
@@ -647,6 +663,7 @@ EXAMPLES = [
                "with `switch_by: timestep` and one KSampler (20 euler steps, cfg 3.5)."),
         first=("the prompts and the latent's size and length; keep `small_fraction` at 0.125 (t = 0.875) for "
                "these experts."),
+        title="Wan 2.2 A14B - both experts",
     ),
     Example(
         # the T-Stitch Guider stitches the experts and gives each its own prompts and CFG (1 and 1, as Lightning
@@ -668,6 +685,7 @@ EXAMPLES = [
                "Stage Sigmas reads that switch from the guider and gives each expert exactly 4 euler steps; "
                "SamplerCustomAdvanced samples."),
         first="the prompts and the latent's size and length. The switch is set on the guider alone.",
+        title="Wan 2.2 A14B - Lightning 4+4",
     ),
     Example(
         # image-to-video: WanImageToVideo encodes the start image into both prompts (Wan 2.2 needs no CLIP
@@ -691,6 +709,7 @@ EXAMPLES = [
                "expert loaded at a time; Stage Sigmas gives each expert 4 euler steps; CFGGuider at cfg 1 on "
                "the pair."),
         first="the start image, the prompts, and size and length on WanImageToVideo.",
+        title="Wan 2.2 A14B i2v - Lightning 4+4",
     ),
     Example(
         "wan21_1.3b_to_14b",
@@ -704,6 +723,7 @@ EXAMPLES = [
         about=("**T-Stitch for video**: Wan 2.1 1.3B draws the first 40% of the steps of Wan 2.1 14B (30 "
                "uni_pc steps, cfg 6); the two share the text encoder and VAE."),
         first="the prompts and the latent's size and length, then `small_fraction`.",
+        title="Wan 2.1 1.3B to 14B",
     ),
     Example(
         # FlowBlending's order: the large model draws the layout and finishes the details, the small one the middle
@@ -717,6 +737,7 @@ EXAMPLES = [
                "trajectory, BK-SDM-Tiny runs to 70%, SD v1.4 finishes the details; one loaded SD v1.4 serves "
                "both of its stages."),
         first='`until` on the Stages node ("0.2, 0.7"), then the prompts.',
+        title="SD1.5 - Stages large-small-large",
     ),
     Example(
         "wan21_14b_1.3b_14b_stages",
@@ -732,6 +753,7 @@ EXAMPLES = [
         about=("**T-Stitch Stages for video, FlowBlending's order**: Wan 2.1 14B to 0.2 of the trajectory, "
                "1.3B to 0.7, 14B again; one loaded 14B serves both of its stages."),
         first="`until` on the Stages node, then the prompts and the latent's size and length.",
+        title="Wan 2.1 - Stages 14B-1.3B-14B",
     ),
     Example(
         # each model its own count: 4 BK-SDM-Tiny steps, then 16 of SD v1.4, each stage spaced by karras in its own
@@ -752,6 +774,7 @@ EXAMPLES = [
                "by karras with its own model's sampling, through SamplerCustom with dpmpp_2m. With "
                "`switch_by: steps` the pair's small_fraction is the counts' split, 4 / 20."),
         first="`steps_per_model`, and the pair's `small_fraction` to match (or `switch_by: timestep`).",
+        title="SD1.5 - Stage Sigmas 4+16",
     ),
     Example(
         # Flux.1 dev is guidance-distilled: FluxGuidance sets its guidance, KSampler runs at cfg 1 (the negative unused);
@@ -779,6 +802,7 @@ EXAMPLES = [
                "steps."),
         first=("the prompt and `guidance`, then `small_fraction` (too large and dev gets no step, which the "
                "pair refuses with the range that works)."),
+        title="Flux.1 dev + Lite 8B pair",
     ),
     Example(
         # the Large checkpoint's own text encoders (CLIP-L, CLIP-G, T5-XXL) and VAE serve both; ComfyUI's SD3.5
@@ -796,6 +820,7 @@ EXAMPLES = [
                "(`switch_by: timestep`, 0.4); the Large checkpoint's text encoders and VAE serve both; euler, "
                "sgm_uniform, cfg 4."),
         first="the prompts, then `small_fraction`.",
+        title="SD3.5 Large + Medium pair",
     ),
     Example(
         # ComfyUI's LTX-Video template's graph (LTXVConditioning, LTXVScheduler, SamplerCustom) on the pair; the
@@ -825,6 +850,7 @@ EXAMPLES = [
         about=("**LTX-Video 13B with 2B distilled** in ComfyUI's LTX-Video graph (LTXVConditioning, "
                "LTXVScheduler, SamplerCustom): the 2B runs every step at t/T >= 0.9, the 13B the rest."),
         first="the prompts and the latent's size and length, then `small_fraction` (0.1 here).",
+        title="LTX-Video 13B + 2B distilled",
     ),
     Example(
         # dev reads Mistral Small 3's 15360-wide tokens, klein 4B Qwen3 4B's 7680: one conditioning can't serve both,
@@ -867,6 +893,7 @@ EXAMPLES = [
                "Mistral Small 3 for dev: one conditioning can't serve both), cfg 5 on klein's steps, 1 on "
                "dev's with FluxGuidance 4."),
         first="both positive prompts (give them the same text), then `small_fraction` on the guider.",
+        title="Flux.2 dev + klein 4B - Guider",
     ),
 ]
 
@@ -1090,6 +1117,12 @@ def link_example_models(base: Path) -> None:
     shutil.copy(find_comfyui() / "input" / "example.png", base / "input" / "example.png")
 
 
+def example_path(name: str, suffix: str = ".json") -> Path:
+    """The file of example ``name``: its title and ``suffix`` (".jpg": the thumbnail)."""
+    (example,) = [example for example in EXAMPLES if example.name == name]
+    return EXAMPLES_DIR / f"{example.title}{suffix}"
+
+
 def main(names: list[str]) -> int:
     """(Re)build the examples named in ``names`` (all of them when empty)."""
     from .browser import launch_browser
@@ -1102,9 +1135,9 @@ def main(names: list[str]) -> int:
     link_example_models(base)
     with ComfyServer(base) as server, launch_browser() as browser:
         for example in [example for example in EXAMPLES if not names or example.name in names]:
-            workflow = make_thumbnail(browser, server, example, EXAMPLES_DIR / f"{example.name}.jpg")
-            (EXAMPLES_DIR / f"{example.name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
-            print(f"wrote {example.name}.json and .jpg")
+            workflow = make_thumbnail(browser, server, example, example_path(example.name, ".jpg"))
+            example_path(example.name).write_text(json.dumps(workflow, indent=2) + "\n")
+            print(f"wrote {example.title}.json and .jpg")
     return 0
 
 
