@@ -10,6 +10,7 @@ thumbnail shows its own result) and screenshots it as the same-name .jpg the tem
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -956,8 +957,6 @@ _BUILD_JS = """async (example) => {
 def note_height(text: str, width: int = NOTE_WIDTH) -> int:
     """About the height ``text`` takes in a Markdown note ``width`` pixels wide (measured on the frontend's font:
     about 4 pixels a character, 14 a line)."""
-    import re
-
     shown = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", text)  # a link shows its text
     per_line = (width - 40) // 4
     lines = sum(-(-len(line) // per_line) or 1 for line in shown.split("\n"))
