@@ -45,7 +45,7 @@ class TStitchAgreementProbe(io.ComfyNode):
                 io.Model.Input("large_model", tooltip=(
                     "The large model whose trajectory is followed; of a nested pair, its last model, and the models "
                     "before it are probed too.")),
-                *ksampler_inputs(),
+                *ksampler_inputs(seed_control=io.ControlAfterGenerate.fixed),  # a rerun keeps its cached result
                 io.Float.Input("min_agreement", default=DEFAULT_MIN_AGREEMENT, min=-1.0, max=1.0, step=0.0001,
                                round=0.0001, tooltip=(
                     "The cosine similarity of the two models' predicted noise (or velocity) each small step must "

@@ -46,6 +46,20 @@ def stage_points(model_sampling, scheduler: str, steps: int, first: float, bound
     return [first, *(sigma_of(u) for u in laid[1:-1])]
 
 
+def pair_to_lay_out(model, guider):
+    """The pair the sigmas are laid out for: ``model``, or the model ``guider`` samples; a ValueError otherwise."""
+    if (model is None) == (guider is None):
+        raise ValueError(f"{NODE_NAME}: connect one of model (from T-Stitch Model Pair) or guider (from T-Stitch "
+                         f"Guider, or a guider of a pair); {'both are' if model is not None else 'neither is'} "
+                         "connected.")
+    pair = model if model is not None else getattr(guider, "model_patcher", None)
+    if pair is None or get_plan(pair) is None:
+        fix = ("model is not a T-Stitch pair; connect the output of T-Stitch Model Pair" if model is not None else
+               "guider does not sample a T-Stitch pair; connect T-Stitch Guider, or a guider of T-Stitch Model Pair")
+        raise ValueError(f"{NODE_NAME}: the {fix}.")
+    return pair
+
+
 def stage_sigmas(model, scheduler: str, counts: list[int], denoise: float) -> torch.Tensor:
     plan = get_plan(model)
     models = [stage.patcher for stage in plan.stages] + [model]
@@ -90,11 +104,12 @@ class TStitchStageSigmas(io.ComfyNode):
             search_aliases=[*TWO_MODEL_ALIASES, "sigmas", "steps per model", "stage steps"],
             description=(
                 "Sigmas on which each model of a T-Stitch pair runs exactly its own number of steps, for "
-                "SamplerCustom or SamplerCustomAdvanced with the pair: the stages meet where the pair hands over, "
-                "each spaced by the scheduler with its own model's sampling."),
+                "SamplerCustom or SamplerCustomAdvanced with the pair, or with the guider that samples (T-Stitch "
+                "Guider): the stages meet where it hands over."),
             inputs=[
-                io.Model.Input("model", tooltip="A pair (or nested pair), from T-Stitch Model Pair; sample it with "
-                                                 "these sigmas."),
+                io.Model.Input("model", optional=True, tooltip=(
+                    "A pair (or nested pair), from T-Stitch Model Pair; sample it with these sigmas. Connect this or "
+                    "guider.")),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip=SPACING),
                 io.String.Input("steps_per_model", default="2, 4", tooltip=(
                     "One step count per model, smallest (first) model first: \"2, 4\"; for T-Stitch Stages one per "
@@ -104,14 +119,16 @@ class TStitchStageSigmas(io.ComfyNode):
                     "As KSampler's: the schedule starts where the large model's schedule of the total steps at "
                     "this denoise starts; a model whose whole part lies above that start gets no steps and must "
                     "be given 0.")),
+                # last, so that saved workflows keep their inputs' places
+                io.Guider.Input("guider", optional=True, tooltip=(
+                    "Or the guider these sigmas are for: a T-Stitch Guider (its small_fraction and switch_by are read "
+                    "from it), or any guider of a pair.")),
             ],
             outputs=[io.Sigmas.Output(tooltip="The sigmas, for SamplerCustom / SamplerCustomAdvanced with the pair.")],
         )
 
     @classmethod
-    def execute(cls, model, scheduler, steps_per_model, denoise=1.0) -> io.NodeOutput:
-        if get_plan(model) is None:
-            raise ValueError(f"{NODE_NAME}: the model is not a T-Stitch pair; connect the output of T-Stitch "
-                             "Model Pair.")
+    def execute(cls, scheduler, steps_per_model, denoise=1.0, model=None, guider=None) -> io.NodeOutput:
+        model = pair_to_lay_out(model, guider)
         counts = parse_step_counts(steps_per_model, len(get_plan(model).rules) + 1)
         return io.NodeOutput(stage_sigmas(model, scheduler, counts, denoise))

@@ -32,10 +32,11 @@ def pair_inputs() -> list:
     ]
 
 
-def ksampler_inputs() -> list:
-    """KSampler's inputs after its model, with its names, defaults and ranges."""
+def ksampler_inputs(seed_control: bool | io.ControlAfterGenerate = True) -> list:
+    """KSampler's inputs after its model, with its names, defaults and ranges; ``seed_control``: what the seed does
+    after a run (True: randomize, as KSampler's)."""
     return [
-        io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+        io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=seed_control,
                      tooltip="The random seed used for creating the noise."),
         io.Int.Input("steps", default=20, min=1, max=10000,
                      tooltip="The number of steps used in the denoising process."),

@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 
 from tstitch_dev.blueprints import BLUEPRINTS, BLUEPRINTS_DIR, CATEGORY
-from tstitch_dev.examples import EXAMPLES_DIR, Example, build_in_frontend
+from tstitch_dev.examples import Example, build_in_frontend, example_path
 from tstitch_dev.stand_in_nodes import use_stand_in_text_encoders
 
 pytestmark = pytest.mark.latest_host_only
@@ -34,7 +34,7 @@ def test_a_blueprint_is_one_subgraph_node_holding_its_examples_sampling_nodes(bl
     assert subgraph["description"] == workflow["extra"]["BlueprintDescription"] == blueprint.description
     # the nodes inside are the example's own, settings and all (node ids are the builder's: spec order, from 1)
     example = blueprint.equivalent()
-    exported = {n["id"]: n for n in json.loads((EXAMPLES_DIR / f"{example.name}.json").read_text())["nodes"]}
+    exported = {n["id"]: n for n in json.loads(example_path(example.name).read_text())["nodes"]}
     inside = [exported[[n.key for n in example.nodes].index(key) + 1] for key in blueprint.inside]
     assert sorted((n["type"], json.dumps(n.get("widgets_values") or None)) for n in subgraph["nodes"]) == \
            sorted((n["type"], json.dumps(n.get("widgets_values") or None)) for n in inside)
@@ -178,7 +178,7 @@ def test_a_blueprint_from_the_node_search_samples_exactly_as_its_example(bluepri
         assert page.evaluate("() => window.app.graph.nodes.filter((n) => n.has_errors).map((n) => n.type)") == []
     finally:
         page.close()
-    example = json.loads((EXAMPLES_DIR / f"{blueprint.example}.json").read_text())
+    example = json.loads(example_path(blueprint.example).read_text())
     expected = convert_ui_to_api(example, server.object_info())
     # the graph the frontend queues is the example's, node for node
     assert shape(in_page) == shape(expected)
@@ -241,7 +241,7 @@ def test_a_blueprint_queued_from_the_page_samples_exactly_as_its_example(bluepri
     from comfy_cli.workflow_to_api import convert_ui_to_api
     from tstitch_dev.browser import open_page
 
-    example = json.loads((EXAMPLES_DIR / f"{blueprint.example}.json").read_text())
+    example = json.loads(example_path(blueprint.example).read_text())
     as_example = run_uncached(server, for_cpu(convert_ui_to_api(example, server.object_info())))
     page = open_page(browser, server, width=1400, height=900)
     try:

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from tstitch_dev.blueprints import BLUEPRINTS
 from tstitch_dev.browser import wait_until_ready
 from tstitch_dev.comfy_env import PACK_NODE_IDS
-from tstitch_dev.examples import EXAMPLES, EXAMPLES_DIR
+from tstitch_dev.examples import EXAMPLES, example_path
 from tstitch_dev.host import PACK_ROOT
 
 pytestmark = pytest.mark.latest_host_only
@@ -119,9 +119,23 @@ def test_node_search_for_the_packs_name_lists_the_model_pair_first(query, page):
 
 @pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_example_loads_with_no_missing_nodes_and_no_errors(name, page, server):
+    assert_loads_clean(page, server, json.loads(example_path(name).read_text()))
+    screenshot(page, f"loaded_{name}")
+
+
+def test_a_workflow_saved_from_an_earlier_example_still_loads(page, server):
+    # the Wan Lightning example before T-Stitch Stage Sigmas took a guider: its Stage Sigmas fed by a pair
+    saved = PACK_ROOT / "tests" / "saved_workflows" / "wan22_a14b_t2v_lightning_4_4-pair-and-guider.json"
+    assert_loads_clean(page, server, json.loads(saved.read_text()))
+    in_page = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+    (sigmas,) = [node for node in in_page.values() if node["class_type"] == "TStitchStageSigmas"]
+    assert in_page[sigmas["inputs"]["model"][0]]["class_type"] == "TStitchModelPair"
+
+
+def assert_loads_clean(page, server, workflow):
+    """``workflow`` loads with every node known, no error shown, and queues as the server tests queue it."""
     from comfy_cli.workflow_to_api import convert_ui_to_api
 
-    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
     load_workflow(page, workflow)
     missing = page.evaluate("(wf) => wf.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types))"
                             ".map((n) => n.type)", workflow)
@@ -134,11 +148,87 @@ def test_example_loads_with_no_missing_nodes_and_no_errors(name, page, server):
     converted = convert_ui_to_api(workflow, server.object_info())
     assert {k: (v["class_type"], v["inputs"]) for k, v in in_page.items()} == \
            {k: (v["class_type"], v["inputs"]) for k, v in converted.items()}
-    screenshot(page, f"loaded_{name}")
+
+
+def test_the_template_browser_titles_each_example_by_its_file_and_sorts_the_basic_pair_first(browser, server):
+    from tstitch_dev.browser import open_page
+
+    basic = next(example for example in EXAMPLES if example.name == "sd15_bk-sdm-tiny_pair")
+    page = open_page(browser, server)
+    settings = "window.app.extensionManager.setting"
+    try:
+        page.evaluate(f"async () => await {settings}.set('Comfy.Templates.SortBy', 'alphabetical')")  # A to Z
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        page.get_by_text("comfyui-tstitch", exact=True).first.click()
+        cards = page.locator("[data-testid^='template-workflow-']")
+        expect(cards).to_have_count(len(EXAMPLES), timeout=30_000)
+        shown = [card.split("\n")[-1] for card in cards.all_inner_texts()]  # the card's title, under its thumbnail
+        assert sorted(shown) == sorted(example.title for example in EXAMPLES)
+        assert shown[0] == basic.title
+        first = cards.first.locator("img").first
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+        screenshot(page, "template_browser")
+        cards.first.click()  # opens the workflow, its file name and all
+        page.wait_for_function("() => window.app.graph.nodes.length > 0")
+        workflow = json.loads(example_path(basic.name).read_text())
+        assert page.evaluate("() => window.app.graph.nodes.map((n) => n.type)") == [n["type"] for n in workflow["nodes"]]
+    finally:
+        page.evaluate(f"async () => await {settings}.set('Comfy.Templates.SortBy', 'default')")
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory, comfy_host):
+    """The pack served with no model at all: every file an example names is missing."""
+    import sys
+
+    from tstitch_dev.server import ComfyServer
+
+    with ComfyServer(tmp_path_factory.mktemp("bare"), host=comfy_host, python=sys.executable) as running:
+        yield running
+
+
+# what the frontend offers to download: a Hugging Face (or Civitai) URL of a model file (missingModelMetadata.js)
+DOWNLOADABLE = re.compile(r"^https://(huggingface\.co|civitai\.com)/.*\.(safetensors|sft|ckpt|pt|pth)(\?.*)?$")
+
+
+@pytest.mark.parametrize("name", ["sd15_bk-sdm-tiny_pair", "wan22_a14b_t2v_lightning_4_4"])
+def test_an_example_opened_without_its_models_offers_each_download(name, browser, bare_server):
+    from tstitch_dev.browser import open_page
+
+    workflow = json.loads(example_path(name).read_text())
+    entries = {entry["name"]: entry for node in workflow["nodes"] for entry in node["properties"].get("models", [])}
+    page = open_page(browser, bare_server)
+    try:
+        load_workflow(page, workflow)
+        overlay = page.get_by_test_id("error-overlay")
+        expect(overlay).to_be_visible(timeout=15_000)
+        page.get_by_test_id("error-overlay-see-errors").click()  # the errors panel, with its Missing Models card
+        buttons = page.get_by_test_id("missing-model-download")
+        buttons.first.wait_for(timeout=20_000)
+        screenshot(page, f"missing_models_{name}")
+        # a Download button for each file whose entry the frontend can download, and what each one fetches (the
+        # link the page opens, caught before the browser follows it)
+        page.evaluate("""() => { window.__opened = [];
+          HTMLAnchorElement.prototype.click = function () { window.__opened.push([this.href, this.download]); }; }""")
+        labels = [button.get_attribute("aria-label") for button in buttons.all()]
+        offered = {entry["name"] for entry in entries.values() if DOWNLOADABLE.match(entry["url"])}
+        assert sorted(labels) == sorted(f"Download {file}" for file in offered)
+        for button in buttons.all():
+            button.click()
+        opened = page.evaluate("() => window.__opened")
+        assert sorted(opened) == sorted([entries[file]["url"], file] for file in offered)
+        # a file without a download (BK-SDM, to convert) is listed as missing all the same
+        files = {value for node in workflow["nodes"] for value in node.get("widgets_values") or []
+                 if isinstance(value, str) and value.endswith((".safetensors", ".ckpt", ".pt"))}
+        for file in files - offered:
+            expect(page.get_by_text(file, exact=True).first).to_be_visible()
+    finally:
+        page.close()
 
 
 def test_queueing_an_example_runs_and_shows_the_image(page, server):
-    workflow = json.loads((EXAMPLES_DIR / "sd15_bk-sdm-tiny_pair.json").read_text())
+    workflow = json.loads(example_path("sd15_bk-sdm-tiny_pair").read_text())
     load_workflow(page, workflow)
     # tiny sizes for the CPU, set in the widgets as a user would
     page.evaluate("""() => {
@@ -165,7 +255,7 @@ def test_queueing_an_example_runs_and_shows_the_image(page, server):
 
 def test_a_typed_wan_boundary_reaches_the_server_exactly(page, server):
     # Wan 2.2's text-to-video boundary t = 0.875 is small_fraction 0.125: typed into the widget as a user does
-    workflow = json.loads((EXAMPLES_DIR / "sd15_bk-sdm-tiny_pair.json").read_text())
+    workflow = json.loads(example_path("sd15_bk-sdm-tiny_pair").read_text())
     load_workflow(page, workflow)
     page.evaluate("""() => {
       for (const node of window.app.graph.nodes) {
@@ -237,7 +327,7 @@ def test_committed_example_is_what_the_frontend_exports_for_its_graph(example, f
         return {**workflow, "extra": {k: v for k, v in workflow["extra"].items() if k != "ds"}}
 
     build_in_frontend(page, example)
-    committed = json.loads((EXAMPLES_DIR / f"{example.name}.json").read_text())
+    committed = json.loads(example_path(example.name).read_text())
     assert graph_only(export_from_frontend(page)) == graph_only(committed)
 
 
@@ -336,7 +426,7 @@ def test_a_thumbnail_shows_its_own_result_and_nothing_of_the_graph_before(browse
     from PIL import Image
 
     with Image.open(tmp_path / "sd15_schedule_preview.jpg") as image:
-        colours = image.convert("RGB").resize((140, 90)).getcolors(140 * 90)
+        colours = image.convert("RGB").resize((280, 180)).getcolors(280 * 180)  # the note beside: a smaller graph
     bars = sum(count for count, (r, g, b) in colours if r > 180 and 120 < g < 190 and b < 60)  # the large model's amber
     assert bars > 50, "the schedule preview's thumbnail shows no plot"
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+import urllib.parse
 
 import pytest
 
@@ -62,8 +63,8 @@ def test_each_node_has_a_help_page_naming_every_input_with_working_links(node_id
         assert (HELP_DIR / image).is_file(), image
     templates = re.findall(r"\(/api/workflow_templates/comfyui-tstitch/([^)]+)\.json\)", page)
     assert templates, "a link to the matching example workflow"
-    for name in templates:
-        assert (EXAMPLES_DIR / f"{name}.json").is_file(), name
+    for name in templates:  # a title, its spaces written %20
+        assert (EXAMPLES_DIR / f"{urllib.parse.unquote(name)}.json").is_file(), name
 
 
 @pytest.mark.parametrize("locale", [locale for locale in HELP_LOCALES if locale != "en"])

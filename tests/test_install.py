@@ -71,7 +71,7 @@ def test_the_registry_archive_leaves_out_tests_and_benchmarks(tmp_path):
     assert not [name for name in names if name.startswith(("tstitch_dev/stand_in_nodes", "tstitch_dev/digits_pair"))]
     for needed in ("__init__.py", "pyproject.toml", "README.md", "LICENSE", "nodes/stitch.py",
                    "tstitch_core/schedule.py", "web/docs/TStitchModelPair/en.md", "locales/zh/main.json",
-                   "example_workflows/sd15_bk-sdm-tiny_pair.json", "tools/bk_sdm_to_checkpoint.py",
+                   "example_workflows/Basic pair - SD1.5 + BK-SDM-Tiny.json", "tools/bk_sdm_to_checkpoint.py",
                    "subgraphs/T-Stitch SD1.5 + BK-SDM sampler.json"):
         assert needed in names, needed
 

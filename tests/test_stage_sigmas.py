@@ -106,15 +106,14 @@ def test_the_lightning_examples_give_each_expert_exactly_four_steps(name, run_no
     import json
 
     import folder_paths
-    from tstitch_dev.examples import EXAMPLE_FILES, EXAMPLES_DIR
+    from tstitch_dev.examples import EXAMPLE_FILES, example_path
 
-    workflow = json.loads((EXAMPLES_DIR / f"{name}.json").read_text())
+    workflow = json.loads(example_path(name).read_text())
     widgets = lambda node_type: [node["widgets_values"] for node in workflow["nodes"] if node["type"] == node_type]
-    ((fraction, switch_by, _offload),) = widgets("TStitchModelPair")
     ((scheduler, counts, denoise),) = widgets("TStitchStageSigmas")
     assert counts == "4, 4" and widgets("ModelSamplingSD3") == [[5.0], [5.0]]
-    # the T-Stitch Guider that samples the t2v example hands over where the pair its sigmas come from does
-    assert all(guider[:2] == [fraction, switch_by] for guider in widgets("TStitchGuider"))
+    # the switch, set once: on the pair (image to video) or on the T-Stitch Guider the sigmas read (text to video)
+    ((fraction, switch_by, *_),) = widgets("TStitchModelPair") + widgets("TStitchGuider")
 
     def stand_in(folder, file_name):
         path = EXAMPLE_FILES[(folder, file_name)]()
@@ -376,6 +375,38 @@ def test_a_model_the_pair_never_runs_takes_no_steps(small_model, large_model, st
 def test_only_a_pair_has_stage_sigmas(large_model, run_node):
     with pytest.raises(ValueError, match="not a T-Stitch pair; connect the output of T-Stitch Model Pair"):
         stage_sigmas(run_node, large_model, "2, 4")
+
+
+@pytest.mark.parametrize("rule, fraction", [("timestep", 0.3), ("steps", 0.5)])
+def test_the_sigmas_of_a_guider_are_those_of_the_pair_it_samples(rule, fraction, small_model, large_model, stitch,
+                                                                  run_node, conds):
+    # the switch set once, on the T-Stitch Guider: its sigmas are the pair's with its small_fraction and switch_by
+    positive, negative = conds
+    guider = run_node("TStitchGuider", small_model=small_model, large_model=large_model, small_fraction=fraction,
+                      switch_by=rule, small_positive=positive, small_negative=negative, small_cfg=4.0,
+                      large_positive=positive, large_negative=negative, large_cfg=7.0, offload_idle_model=True)[0]
+    from_guider = run_node("TStitchStageSigmas", guider=guider, scheduler="karras", steps_per_model="3, 3",
+                           denoise=1.0)[0]
+    pair = stitch(small_model, large_model, fraction, rule)
+    torch.testing.assert_close(from_guider, stage_sigmas(run_node, pair, "3, 3", "karras"), rtol=0, atol=0)
+    # any guider of a pair: ComfyUI's CFGGuider on it too
+    cfg_guider = run_node("CFGGuider", model=pair, positive=positive, negative=negative, cfg=7.0)[0]
+    torch.testing.assert_close(run_node("TStitchStageSigmas", guider=cfg_guider, scheduler="karras",
+                                        steps_per_model="3, 3", denoise=1.0)[0], from_guider, rtol=0, atol=0)
+
+
+def test_stage_sigmas_take_the_pair_or_a_guider_of_one(small_model, large_model, stitch, run_node, conds):
+    positive, negative = conds
+    pair = stitch(small_model, large_model, 0.5, "steps")
+    of_pair = run_node("CFGGuider", model=pair, positive=positive, negative=negative, cfg=7.0)[0]
+    of_model = run_node("CFGGuider", model=large_model, positive=positive, negative=negative, cfg=7.0)[0]
+    sigmas = lambda **given: run_node("TStitchStageSigmas", scheduler="normal", steps_per_model="2, 2", **given)
+    with pytest.raises(ValueError, match=r"connect one of model .* or guider .*; both are connected"):
+        sigmas(model=pair, guider=of_pair)
+    with pytest.raises(ValueError, match=r"connect one of model .* or guider .*; neither is connected"):
+        sigmas()
+    with pytest.raises(ValueError, match="the guider does not sample a T-Stitch pair"):
+        sigmas(guider=of_model)
 
 
 def test_refused_before_the_first_step(small_model, large_model, stitch, tag, calls, run_node):

@@ -46,11 +46,11 @@ class Blueprint:
 BLUEPRINTS = [
     Blueprint(
         "T-Stitch Wan 2.2 Lightning 4+4", "wan22_a14b_t2v_lightning_4_4",
-        ["pair", "stages", "noise", "select", "guider", "sampler"],
+        ["stages", "noise", "select", "guider", "sampler"],
         "Wan 2.2 A14B with the Lightning LoRAs: the high-noise expert takes the first 4 steps, the low-noise "
         "expert the last 4 (switch at t = 0.875, euler, simple, cfg 1 each), in one SamplerCustomAdvanced pass "
-        "through T-Stitch Model Pair, Stage Sigmas and Guider. Feed it each expert with its LoRA and shift, the "
-        "prompts and an empty video latent.",
+        "through T-Stitch Guider and Stage Sigmas. Feed it each expert with its LoRA and shift, the prompts and an "
+        "empty video latent.",
         [("high_shift", 0, "small_model"), ("low_shift", 0, "large_model"), ("positive", 0, "small_positive"),
          ("negative", 0, "small_negative"), ("latent", 0, "latent_image")],
         [(0, "decode", "samples")],

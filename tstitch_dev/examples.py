@@ -10,10 +10,13 @@ thumbnail shows its own result) and screenshots it as the same-name .jpg the tem
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tstitch_core.agreement import DEFAULT_MIN_AGREEMENT
 
 from .host import PACK_ROOT, find_comfyui
 from . import families, models
@@ -23,7 +26,8 @@ EXAMPLES_DIR = PACK_ROOT / "example_workflows"
 # Public file names the workflows load, by model folder, and how to build the random-weight file that
 # stands in for each (checkpoints whose CLIP a workflow never uses are built without text encoders).
 EXAMPLE_FILES = {
-    ("checkpoints", "sd-v1-4.safetensors"): lambda: models.ensure_checkpoint(models.TINY_SD15_LARGE),
+    # CompVis publishes SD v1.4 as a pickled .ckpt: its stand-in is one too
+    ("checkpoints", "sd-v1-4.ckpt"): lambda: models.ensure_checkpoint(models.TINY_SD15_LARGE, suffix=".ckpt"),
     ("checkpoints", "bk-sdm-small.safetensors"):
         lambda: models.ensure_checkpoint(models.TINY_SD15_MEDIUM, text_encoder_seed=None),
     ("checkpoints", "bk-sdm-tiny.safetensors"):
@@ -86,6 +90,102 @@ EXAMPLE_FILES = {
     ("text_encoders", "mistral_3_small_flux2_bf16.safetensors"): None,
     ("text_encoders", "qwen_3_4b.safetensors"): None,
 }
+
+
+@dataclass(frozen=True)
+class Download:
+    """Where a file the examples load comes from: its publisher's URL (None where it is not published under that
+    name or in that form) and what else to do, which the example's note says."""
+
+    url: str | None
+    how: str = ""
+
+
+_COMFY_WAN21 = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+_COMFY_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
+_FLUX_TEXT_ENCODERS = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main"
+_CONVERT = ("published in diffusers format only: convert {repo} with the pack's tools/bk_sdm_to_checkpoint.py "
+            "(README, BK-SDM checkpoints)")
+_RENAME = "published as pytorch_lora_weights.safetensors: save it under this name"
+_DRIVE = "T-Stitch's own DiT, on Google Drive (open the link, download, save it under this name)"
+# Every file EXAMPLE_FILES names, by (model folder, file name): the URLs are those ComfyUI's own templates give for
+# the file (comfyui_workflow_templates), else the publisher's
+DOWNLOADS = {
+    ("checkpoints", "sd-v1-4.ckpt"):
+        Download("https://huggingface.co/CompVis/stable-diffusion-v-1-4-original/resolve/main/sd-v1-4.ckpt"),
+    ("checkpoints", "bk-sdm-small.safetensors"): Download(None, _CONVERT.format(repo="nota-ai/bk-sdm-small")),
+    ("checkpoints", "bk-sdm-tiny.safetensors"): Download(None, _CONVERT.format(repo="nota-ai/bk-sdm-tiny")),
+    ("checkpoints", "sd_xl_base_1.0.safetensors"): Download(
+        "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors"),
+    ("checkpoints", "SSD-1B-A1111.safetensors"):
+        Download("https://huggingface.co/segmind/SSD-1B/resolve/main/SSD-1B-A1111.safetensors"),
+    ("loras", "lcm-lora-sdxl.safetensors"): Download(
+        "https://huggingface.co/latent-consistency/lcm-lora-sdxl/resolve/main/pytorch_lora_weights.safetensors",
+        _RENAME),
+    ("loras", "lcm-lora-ssd-1b.safetensors"): Download(
+        "https://huggingface.co/latent-consistency/lcm-lora-ssd-1b/resolve/main/pytorch_lora_weights.safetensors",
+        _RENAME),
+    **{("diffusion_models", f"wan2.2_{kind}_{noise}_14B_fp8_scaled.safetensors"): Download(
+        f"{_COMFY_WAN22}/diffusion_models/wan2.2_{kind}_{noise}_14B_fp8_scaled.safetensors")
+       for kind in ("t2v", "i2v") for noise in ("high_noise", "low_noise")},
+    **{("loras", f"wan2.2_{kind}_lightx2v_4steps_lora_{version}_{noise}.safetensors"): Download(
+        f"{_COMFY_WAN22}/loras/wan2.2_{kind}_lightx2v_4steps_lora_{version}_{noise}.safetensors")
+       for kind, version in (("t2v", "v1.1"), ("i2v", "v1")) for noise in ("high_noise", "low_noise")},
+    **{("diffusion_models", f"wan2.1_t2v_{size}_fp16.safetensors"): Download(
+        f"{_COMFY_WAN21}/diffusion_models/wan2.1_t2v_{size}_fp16.safetensors") for size in ("1.3B", "14B")},
+    ("vae", "wan_2.1_vae.safetensors"): Download(f"{_COMFY_WAN22}/vae/wan_2.1_vae.safetensors"),
+    ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
+        Download(f"{_COMFY_WAN21}/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    ("diffusion_models", "dit_s_256.pt"):
+        Download("https://drive.google.com/file/d/1YOSNrFbP36vHlPQPBosqZKbPLokymRuO/view?usp=sharing", _DRIVE),
+    ("diffusion_models", "dit_b_256.pt"):
+        Download("https://drive.google.com/file/d/1HTqZSYXh6LJGLooko4LPFsCuwL2Wjg6r/view?usp=sharing", _DRIVE),
+    ("diffusion_models", "DiT-XL-2-256x256.pt"):
+        Download("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt", "from Meta's server"),
+    ("vae", "vae-ft-mse-840000-ema-pruned.safetensors"): Download(
+        "https://huggingface.co/stabilityai/sd-vae-ft-mse-original/resolve/main/"
+        "vae-ft-mse-840000-ema-pruned.safetensors"),
+    ("diffusion_models", "flux1-dev.safetensors"):
+        Download("https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors"),
+    ("diffusion_models", "flux.1-lite-8B.safetensors"):
+        Download("https://huggingface.co/Freepik/flux.1-lite-8B/resolve/main/flux.1-lite-8B.safetensors"),
+    # the Flux.1 VAE as ComfyUI's Flux.1 dev templates fetch it (black-forest-labs' own copy is gated)
+    ("vae", "ae.safetensors"):
+        Download("https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/"
+                 "ae.safetensors"),
+    ("checkpoints", "sd3.5_large_fp8_scaled.safetensors"):
+        Download("https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/"
+                 "sd3.5_large_fp8_scaled.safetensors"),
+    ("checkpoints", "sd3.5_medium.safetensors"): Download(
+        "https://huggingface.co/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors"),
+    **{("checkpoints", f"ltxv-{name}.safetensors"): Download(
+        f"https://huggingface.co/Lightricks/LTX-Video/resolve/main/ltxv-{name}.safetensors")
+       for name in ("13b-0.9.8-dev", "2b-0.9.8-distilled")},
+    ("diffusion_models", "flux2_dev_fp8mixed.safetensors"): Download(
+        "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/diffusion_models/"
+        "flux2_dev_fp8mixed.safetensors"),
+    ("diffusion_models", "flux-2-klein-base-4b.safetensors"): Download(
+        "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files/diffusion_models/"
+        "flux-2-klein-base-4b.safetensors"),
+    ("vae", "flux2-vae.safetensors"):
+        Download("https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors"),
+    ("text_encoders", "clip_l.safetensors"): Download(f"{_FLUX_TEXT_ENCODERS}/clip_l.safetensors"),
+    ("text_encoders", "t5xxl_fp16.safetensors"): Download(f"{_FLUX_TEXT_ENCODERS}/t5xxl_fp16.safetensors"),
+    ("text_encoders", "mistral_3_small_flux2_bf16.safetensors"): Download(
+        "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/text_encoders/"
+        "mistral_3_small_flux2_bf16.safetensors"),
+    ("text_encoders", "qwen_3_4b.safetensors"): Download(
+        "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors"),
+}
+# the model folder each loader of the examples reads its files from (ComfyUI's nodes.py; the DiT loader's is
+# diffusion_models), for the loaders' properties.models
+LOADER_FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models",
+                  "LoraLoaderModelOnly": "loras", "LoraLoader": "loras", "VAELoader": "vae",
+                  "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders", "TripleCLIPLoader": "text_encoders",
+                  "TStitchDiTLoader": "diffusion_models"}
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")  # as the frontend tells
+
+
 # examples whose text encoder cannot be built (see above): the frontend shows them without running them, and
 # the server tests run them with the stand-in text encoder
 NEEDS_STAND_IN_TEXT_ENCODER = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b", "wan22_a14b_t2v_lightning_4_4",
@@ -115,6 +215,44 @@ class Example:
     name: str
     nodes: list[Node]
     links: list[tuple[str, int, str, str]]  # (from node, output index, to node, input name)
+    # its Markdown note, as ComfyUI's templates have one: what it does and what to change first (the models it
+    # loads, where they go and where to get them are added from DOWNLOADS)
+    about: str = ""
+    first: str = ""
+    # its file's name, which is all the template browser shows of it (ComfyUI 0.33 lists a pack's
+    # example_workflows/ by file name, and frontend 1.49 titles a pack's template with it); ``name`` is the key
+    # the code and the tests use
+    title: str = ""
+
+
+def model_files(node: Node) -> list[tuple[str, str]]:
+    """The (model folder, file name) of each model file ``node``'s widgets name: a loader's files."""
+    named = [value for value in node.widgets.values() if isinstance(value, str) and value.endswith(MODEL_EXTENSIONS)]
+    if named and node.type not in LOADER_FOLDERS:
+        raise ValueError(f"{node.type} names {named}: add its model folder to LOADER_FOLDERS")
+    return [(LOADER_FOLDERS[node.type], name) for name in named]
+
+
+def model_entries(node: Node) -> list[dict]:
+    """``node``'s properties.models, as ComfyUI's templates give a loader's files: each published file's name, URL
+    and folder, which the frontend's missing-models panel offers to download."""
+    return [{"name": name, "url": DOWNLOADS[folder, name].url, "directory": folder}
+            for folder, name in model_files(node) if DOWNLOADS[folder, name].url]
+
+
+def note_text(example: Example) -> str:
+    """The Markdown of ``example``'s note: what it does, what to change first, and each model file it loads."""
+    files = list(dict.fromkeys(file for node in example.nodes for file in model_files(node)))
+    lines = []
+    for folder, name in files:
+        download = DOWNLOADS[folder, name]
+        shown = f"[{name}]({download.url})" if download.url else name
+        lines.append(f"- {shown} in `models/{folder}/`" + (f": {download.how}" if download.how else ""))
+    return "\n\n".join([
+        example.about, f"**Change first:** {example.first}",
+        "**Models**, each in its folder under ComfyUI (a missing one is listed under Errors, with a Download "
+        "button where its link allows one; some publishers ask you to log in to Hugging Face and accept their "
+        "licence first):\n" + "\n".join(lines)])
 
 
 PROMPT = "a photograph of an astronaut riding a horse on the moon, detailed, sharp focus"
@@ -122,6 +260,7 @@ NEGATIVE = "blurry, low quality, watermark"
 
 
 LOADERS, MIDDLE, SAMPLER, DECODE, SAVE = range(5)  # layout columns
+NOTE_WIDTH = 420  # the note's, left of the graph
 
 
 def _loader(key, file_name, title):
@@ -140,6 +279,10 @@ def _prompts_and_output(filename_prefix):
 
 def _empty_latent(size):
     return Node("latent", "EmptyLatentImage", MIDDLE, {"width": size, "height": size, "batch_size": 1})
+
+
+# the sampling settings of the SD1.5 examples
+SAMPLING = {"seed": 0, "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m", "scheduler": "karras"}
 
 
 def _ksampler(cfg=7.5, denoise=1.0):
@@ -221,18 +364,13 @@ def _lightning_experts(kind, lora_version):
 
 
 _LIGHTNING_LINKS = [("high", 0, "high_lora", "model"), ("high_lora", 0, "high_shift", "model"),
-                    ("low", 0, "low_lora", "model"), ("low_lora", 0, "low_shift", "model"),
-                    ("high_shift", 0, "pair", "small_model"), ("low_shift", 0, "pair", "large_model"),
-                    ("pair", 0, "stages", "model")]
+                    ("low", 0, "low_lora", "model"), ("low_lora", 0, "low_shift", "model")]
 
 
-def _lightning_sampling(filename_prefix, fraction, boundary, offload, prompt=WAN_PROMPT):
-    """The experts' pair, 4 + 4 stage sigmas on it, and SamplerCustomAdvanced, decode and save. ``offload``: the
-    pair is what samples, so it keeps only the running expert loaded (two 14B experts rarely fit together)."""
+def _lightning_sampling(filename_prefix, prompt=WAN_PROMPT):
+    """4 + 4 stage sigmas, SamplerCustomAdvanced, the text encoder and VAE, prompts, decode and save; the
+    example adds what stitches the experts (a pair, or the T-Stitch Guider) and what the sigmas read it from."""
     return [
-        Node("pair", "TStitchModelPair", W_MIDDLE, {"small_fraction": fraction, "switch_by": "timestep",
-                                                    "offload_idle_model": offload},
-             f"Experts: switch at t = {boundary}"),
         Node("stages", "TStitchStageSigmas", W_SIGMAS, {"scheduler": "simple", "steps_per_model": "4, 4",
                                                         "denoise": 1.0}, "4 steps per expert"),
         Node("noise", "RandomNoise", W_SIGMAS, {"noise_seed": 0, "control_after_generate": "fixed"}),
@@ -301,21 +439,31 @@ EXAMPLES = [
     Example(
         "sd15_bk-sdm-tiny_pair",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sd15"), _empty_latent(512),
          _ksampler()],
         [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**T-Stitch, the paper's SD setup.** BK-SDM-Tiny (SD v1.4 with blocks removed and distilled, "
+               "323M parameters against 860M) draws the first 40% of the steps, where the layout forms, and "
+               "SD v1.4 the rest, in one KSampler pass through T-Stitch Model Pair."),
+        first=("the prompts, then `small_fraction` on the pair: 0 is SD v1.4 alone, higher is faster and further "
+               "from SD v1.4's own image (0.4 is the paper's setting). Any SD1.x checkpoint can be the large model."),
+        title="Basic pair - SD1.5 + BK-SDM-Tiny",
     ),
     Example(
         "sd15_tstitch_ksampler",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          *_prompts_and_output("tstitch_ksampler"), _empty_latent(512),
          Node("sampler", "TStitchKSampler", SAMPLER, {
              "small_fraction": 0.4, "switch_by": "steps", "seed": 0, "control_after_generate": "fixed", "steps": 25,
              "cfg": 7.5, "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0})],
         [("small", 0, "sampler", "small_model"), ("large", 0, "sampler", "large_model"),
          ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**T-Stitch KSampler**: the pair and KSampler in one node, the same result as T-Stitch Model "
+               "Pair into KSampler: BK-SDM-Tiny the first 40% of the steps, SD v1.4 the rest."),
+        first="the prompts, then `small_fraction` (0 is SD v1.4 alone, higher is faster).",
+        title="SD1.5 - T-Stitch KSampler",
     ),
     Example(
         "sdxl_ssd-1b_pair",
@@ -324,22 +472,33 @@ EXAMPLES = [
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sdxl"), _empty_latent(1024),
          _ksampler(cfg=7.0)],
         [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**SDXL with SSD-1B.** Segmind's SSD-1B, a distilled SDXL of 1.3B parameters, draws the first "
+               "40% of the steps and SDXL base 1.0 the rest, in one KSampler pass through T-Stitch Model "
+               "Pair."),
+        first="the prompts, then `small_fraction` on the pair. Segmind Vega can take SSD-1B's place.",
+        title="SDXL + SSD-1B pair",
     ),
     Example(
         "sd15_three_stage_bk-sdm",
         [_loader("tiny", "bk-sdm-tiny.safetensors", "Stage 1: BK-SDM-Tiny"),
          _loader("base", "bk-sdm-small.safetensors", "Stage 2: BK-SDM-Small"),
-         _loader("large", "sd-v1-4.safetensors", "Stage 3: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Stage 3: SD v1.4"),
          _pair("inner", 0.5, "Pair: stages 2-3 (50%)"), _pair("outer", 0.2, "Pair: stage 1 (20%)"),
          *_prompts_and_output("tstitch_three_stage"), _empty_latent(512), _ksampler()],
         [("base", 0, "inner", "small_model"), ("large", 0, "inner", "large_model"),
          ("tiny", 0, "outer", "small_model"), ("inner", 0, "outer", "large_model"), ("outer", 0, "sampler", "model"),
          ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**Three models in one pass.** BK-SDM-Tiny to 20% of the trajectory, BK-SDM-Small to 50%, SD "
+               "v1.4 to the end: a pair (Small and v1.4 at 0.5) is the large model of another (Tiny at 0.2). "
+               "Both fractions are shares of the whole trajectory."),
+        first=("the two `small_fraction` values; the outer pair's (0.2) must not exceed the inner pair's "
+               "(0.5)."),
+        title="SD1.5 - three models nested",
     ),
     Example(
         "sd15_img2img_pair",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          Node("image", "LoadImage", LOADERS, {"image": "example.png"}),
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_img2img"),
          Node("scale", "ImageScale", MIDDLE, {"upscale_method": "lanczos", "width": 512, "height": 512,
@@ -347,11 +506,15 @@ EXAMPLES = [
          Node("encode", "VAEEncode", MIDDLE), _ksampler(denoise=0.6)],
         [*_PAIR_LINKS, ("image", 0, "scale", "image"), ("scale", 0, "encode", "pixels"),
          ("large", 2, "encode", "vae"), ("encode", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**Image to image** with a stitched model: the start image scaled to 512 and encoded, KSampler "
+               "at denoise 0.6; the pair's 40% counts the steps KSampler runs."),
+        first="the image in Load Image, the prompts and `denoise`.",
+        title="SD1.5 - image to image",
     ),
     Example(
         "sd15_guider_per_model_cfg",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          *_prompts_and_output("tstitch_guider")[:2], _empty_latent(512),
          Node("guider", "TStitchGuider", SAMPLER, {"small_fraction": 0.4, "switch_by": "steps", "small_cfg": 4.0,
                                                   "large_cfg": 7.5}, "T-Stitch Guider: small model cfg 4"),
@@ -367,39 +530,59 @@ EXAMPLES = [
          ("noise", 0, "sampler", "noise"), ("guider", 0, "sampler", "guider"), ("select", 0, "sampler", "sampler"),
          ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"),
          ("sampler", 0, "decode", "samples"), ("large", 2, "decode", "vae"), ("decode", 0, "save", "images")],
+        about=("**T-Stitch Guider**: each model its own prompts and CFG in one SamplerCustomAdvanced pass, "
+               "here cfg 4 on BK-SDM-Tiny's steps (the first 40%) and 7.5 on SD v1.4's."),
+        first=("`small_cfg` and `large_cfg` on the guider; its small_* prompt inputs can take prompts of "
+               "their own."),
+        title="SD1.5 - Guider, cfg per model",
     ),
     Example(
         "sd15_schedule_preview",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.4, "T-Stitch Model Pair"),
          Node("preview", "TStitchSchedulePreview", SAMPLER, {"steps": 25, "scheduler": "karras", "denoise": 1.0})],
         [("small", 0, "pair", "small_model"), ("large", 0, "pair", "large_model"), ("pair", 0, "preview", "model")],
+        about=("**T-Stitch Schedule Preview** plots the schedule KSampler would run, each step coloured by "
+               "the model that runs it, with each model's share, without sampling anything."),
+        first=("`small_fraction` and `switch_by` on the pair, `steps` and `scheduler` on the preview; run it "
+               "to see the switch."),
+        title="SD1.5 - Schedule Preview",
     ),
     Example(
         "sd15_probe_then_pair",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          Node("positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "Positive prompt"),
          Node("negative", "CLIPTextEncode", MIDDLE, {"text": NEGATIVE}, "Negative prompt"), _empty_latent(512),
-         Node("probe", "TStitchAgreementProbe", SAMPLER, {
-             "seed": 0, "control_after_generate": "fixed", "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m",
-             "scheduler": "karras", "denoise": 1.0, "min_agreement": 0.9}, "Where do the two models agree?"),
-         Node("pair", "TStitchModelPair", SAMPLER, {"small_fraction": 0.4, "switch_by": "steps"},
+         Node("probe", "TStitchAgreementProbe", SAMPLER + 1, {**SAMPLING, "denoise": 1.0, "min_agreement": DEFAULT_MIN_AGREEMENT},
+              "Where do the two models agree?"),
+         # above KSampler, out of the way of the probe's plot (the probe grows when it shows it)
+         Node("pair", "TStitchModelPair", DECODE + 1, {"small_fraction": 0.4, "switch_by": "steps"},
               "T-Stitch Model Pair: the suggested fraction"),
-         Node("sampler", "KSampler", DECODE, {
-             "seed": 0, "control_after_generate": "fixed", "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m",
-             "scheduler": "karras", "denoise": 1.0}),
-         Node("decode", "VAEDecode", SAVE), Node("save", "SaveImage", SAVE + 1, {"filename_prefix": "tstitch_probe"})],
+         Node("sampler", "KSampler", DECODE + 1, {**SAMPLING, "control_after_generate": "fixed", "denoise": 1.0}),
+         Node("decode", "VAEDecode", SAVE + 1),
+         Node("save", "SaveImage", SAVE + 2, {"filename_prefix": "tstitch_probe"}),
+         # the probe must follow the trajectory the sampler runs: one Primitive gives both each setting (it takes
+         # its widget from the probe, the seed's fixed after a run)
+         *(Node(name, "PrimitiveNode", SAMPLER, {name: value}, name) for name, value in SAMPLING.items())],
         [("small", 0, "probe", "small_model"), ("large", 0, "probe", "large_model"),
          ("positive", 0, "probe", "positive"), ("negative", 0, "probe", "negative"),
          ("latent", 0, "probe", "latent_image"), ("probe", 2, "pair", "small_fraction"), *_PAIR_LINKS,
-         ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+         ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS,
+         *((name, 0, node, name) for name in SAMPLING for node in ("probe", "sampler"))],
+        about=("**T-Stitch Agreement Probe** runs SD v1.4's trajectory once and asks BK-SDM-Tiny at every "
+               "step how close its prediction is; its `suggested_fraction` feeds the pair, which KSampler "
+               "then samples. One Primitive each gives the probe and KSampler their seed, steps, cfg, sampler "
+               "and scheduler, so the probe measures the trajectory KSampler runs."),
+        first=("`min_agreement` on the probe (higher: fewer small steps), then the prompts; change the "
+               "sampling settings on the Primitives."),
+        title="SD1.5 - Agreement Probe",
     ),
     Example(
         "sd15_fraction_sweep",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          *_prompts_and_output("tstitch_sweep")[:2], _empty_latent(512),
          Node("sweep", "TStitchFractionSweep", SAMPLER, {
              "fractions": "0, 0.2, 0.4, 0.6, 0.8, 1", "switch_by": "steps", "seed": 0,
@@ -412,6 +595,11 @@ EXAMPLES = [
          ("large", 1, "positive", "clip"), ("large", 1, "negative", "clip"), ("positive", 0, "sweep", "positive"),
          ("negative", 0, "sweep", "negative"), ("latent", 0, "sweep", "latent_image"), ("sweep", 1, "save", "images"),
          ("sweep", 3, "save_tradeoff", "images")],
+        about=("**T-Stitch Fraction Sweep** samples one seed at small_fraction 0, 0.2, ..., 1 and saves a "
+               "grid of the images, labelled with each one's speedup and SSIM to SD v1.4 alone, and a speed "
+               "against quality plot."),
+        first="`fractions` and the prompts; `repeats` above 1 for steadier timings.",
+        title="SD1.5 - Fraction Sweep",
     ),
     Example(
         "sdxl_ssd-1b_lcm_lora",
@@ -431,12 +619,21 @@ EXAMPLES = [
          ("large", 0, "large_lora", "model"), ("large_lora", 0, "large_lcm", "model"),
          ("small_lcm", 0, "pair", "small_model"), ("large_lcm", 0, "pair", "large_model"),
          ("pair", 0, "sampler", "model"), ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**SDXL + SSD-1B with LCM LoRAs**: each model loads its own LCM LoRA and LCM model sampling "
+               "before the pair, then 6 `lcm` steps at cfg 1.5; each LoRA acts on its own model's steps only."),
+        first="the prompts, `steps` (4 to 8 suit LCM) and `small_fraction`.",
+        title="SDXL + SSD-1B with LCM LoRAs",
     ),
     Example(
         "dit_s_to_xl_40",
         [_dit_loader("small", "dit_s_256.pt", "Small: DiT-S/2"), _dit_loader("large", "DiT-XL-2-256x256.pt", "Large: DiT-XL/2"),
          _timestep_pair("pair", 0.4, "T-Stitch: DiT-S takes t/T >= 0.6"), *_dit_class_and_output("tstitch_dit")],
         [*_PAIR_LINKS, ("pair", 0, "schedule", "model"), *_DIT_LINKS],
+        about=("**The paper's headline**: DiT-S/2 draws the first 40% of DiT-XL/2's trajectory (t/T >= 0.6), "
+               "for class 207, golden retriever, on DiT's own 100 DDIM timesteps with cfg 4 on 3 of the 4 "
+               "channels, as DiT's and T-Stitch's samplers do."),
+        first="the class in ImageNet Class (T-Stitch), then `small_fraction` on the pair.",
+        title="DiT-S to DiT-XL at 40 percent",
     ),
     Example(
         "dit_s_b_xl_40_40_20",
@@ -447,6 +644,11 @@ EXAMPLES = [
         [("small", 0, "inner", "small_model"), ("base", 0, "inner", "large_model"), ("inner", 0, "outer", "small_model"),
          ("large", 0, "outer", "large_model"), ("outer", 0, "sampler", "model"), ("outer", 0, "schedule", "model"),
          *_DIT_LINKS],
+        about=("**Three DiTs**, S : B : XL = 40 : 40 : 20 of the trajectory, as in T-Stitch's three-model "
+               "experiment: a pair of DiT-S and DiT-B (S to 0.4) is the small model of a pair with DiT-XL (to "
+               "0.8)."),
+        first="the class, then the two `small_fraction` values (0.4 inside, 0.8 outside).",
+        title="DiT-S, B and XL - 40, 40, 20",
     ),
     Example(
         "wan22_a14b_t2v_experts",
@@ -459,35 +661,58 @@ EXAMPLES = [
                                                 "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0})],
         [*_shift_links("high", "low"), ("high_shift", 0, "pair", "small_model"),
          ("low_shift", 0, "pair", "large_model"), ("pair", 0, "sampler", "model"), *_WAN_LINKS],
+        about=("**Wan 2.2 A14B's two experts in one pass**: the high-noise expert runs every step at t/T >= "
+               "0.875, the published boundary, and the low-noise expert the rest, through T-Stitch Model Pair "
+               "with `switch_by: timestep` and one KSampler (20 euler steps, cfg 3.5)."),
+        first=("the prompts and the latent's size and length; keep `small_fraction` at 0.125 (t = 0.875) for "
+               "these experts."),
+        title="Wan 2.2 A14B - both experts",
     ),
     Example(
-        # the T-Stitch Guider gives each expert its own prompts and CFG (1 and 1, as Lightning wants); its
-        # small_fraction and switch_by are the pair's, whose sigmas it samples
+        # the T-Stitch Guider stitches the experts and gives each its own prompts and CFG (1 and 1, as Lightning
+        # wants); Stage Sigmas reads the switch from the guider, so small_fraction and switch_by are set once.
+        # offload_idle_model: two 14B experts rarely fit together, so only the running one stays loaded
         "wan22_a14b_t2v_lightning_4_4",
-        [*_lightning_experts("t2v", "v1.1"), *_lightning_sampling("tstitch_wan22_lightning", 0.125, 0.875, False),
+        [*_lightning_experts("t2v", "v1.1"), *_lightning_sampling("tstitch_wan22_lightning"),
          Node("latent", "EmptyHunyuanLatentVideo", W_MIDDLE, {"width": 832, "height": 480, "length": 33,
                                                               "batch_size": 1}),
-         Node("guider", "TStitchGuider", W_SIGMAS, {"small_fraction": 0.125, "switch_by": "timestep", "small_cfg": 1.0,
+         Node("guider", "TStitchGuider", W_MIDDLE, {"small_fraction": 0.125, "switch_by": "timestep", "small_cfg": 1.0,
                                                    "large_cfg": 1.0, "offload_idle_model": True},
-              "T-Stitch Guider: each expert its cfg (as the pair)")],
+              "T-Stitch Guider: experts switch at t = 0.875")],
         [*_LIGHTNING_LINKS, ("high_shift", 0, "guider", "small_model"), ("low_shift", 0, "guider", "large_model"),
          ("positive", 0, "guider", "small_positive"), ("negative", 0, "guider", "small_negative"),
          ("positive", 0, "guider", "large_positive"), ("negative", 0, "guider", "large_negative"),
-         ("latent", 0, "sampler", "latent_image"), *_LIGHTNING_SAMPLER_LINKS],
+         ("guider", 0, "stages", "guider"), ("latent", 0, "sampler", "latent_image"), *_LIGHTNING_SAMPLER_LINKS],
+        about=("**Wan 2.2 A14B with the Lightning LoRA on each expert, 4 + 4 steps.** T-Stitch Guider "
+               "stitches the experts (switch at t = 0.875, cfg 1 each, one expert loaded at a time); T-Stitch "
+               "Stage Sigmas reads that switch from the guider and gives each expert exactly 4 euler steps; "
+               "SamplerCustomAdvanced samples."),
+        first="the prompts and the latent's size and length. The switch is set on the guider alone.",
+        title="Wan 2.2 A14B - Lightning 4+4",
     ),
     Example(
         # image-to-video: WanImageToVideo encodes the start image into both prompts (Wan 2.2 needs no CLIP
-        # vision); the published boundary is t = 0.9; both experts at cfg 1, so ComfyUI's CFGGuider on the pair
+        # vision); the published boundary is t = 0.9; both experts at cfg 1, so ComfyUI's CFGGuider on the pair,
+        # which keeps only the running expert loaded
         "wan22_a14b_i2v_lightning_4_4",
-        [*_lightning_experts("i2v", "v1"), *_lightning_sampling("tstitch_wan22_i2v_lightning", 0.1, 0.9, True,
-                                                                "the girl waves, her hair blowing in the wind"),
+        [*_lightning_experts("i2v", "v1"),
+         Node("pair", "TStitchModelPair", W_MIDDLE, {"small_fraction": 0.1, "switch_by": "timestep",
+                                                     "offload_idle_model": True}, "Experts: switch at t = 0.9"),
+         *_lightning_sampling("tstitch_wan22_i2v_lightning", "the girl waves, her hair blowing in the wind"),
          Node("image", "LoadImage", W_LOADERS, {"image": "example.png"}, "Start image"),
          Node("i2v", "WanImageToVideo", W_SIGMAS, {"width": 832, "height": 480, "length": 33, "batch_size": 1}),
          Node("guider", "CFGGuider", W_SIGMAS, {"cfg": 1.0})],
-        [*_LIGHTNING_LINKS, ("pair", 0, "guider", "model"), ("positive", 0, "i2v", "positive"),
+        [*_LIGHTNING_LINKS, ("high_shift", 0, "pair", "small_model"), ("low_shift", 0, "pair", "large_model"),
+         ("pair", 0, "stages", "model"), ("pair", 0, "guider", "model"), ("positive", 0, "i2v", "positive"),
          ("negative", 0, "i2v", "negative"), ("vae", 0, "i2v", "vae"), ("image", 0, "i2v", "start_image"),
          ("i2v", 0, "guider", "positive"), ("i2v", 1, "guider", "negative"), ("i2v", 2, "sampler", "latent_image"),
          *_LIGHTNING_SAMPLER_LINKS],
+        about=("**Wan 2.2 A14B image to video, Lightning 4 + 4.** WanImageToVideo puts the start image into "
+               "both prompts; the pair switches at t = 0.9 (the published image-to-video boundary) with one "
+               "expert loaded at a time; Stage Sigmas gives each expert 4 euler steps; CFGGuider at cfg 1 on "
+               "the pair."),
+        first="the start image, the prompts, and size and length on WanImageToVideo.",
+        title="Wan 2.2 A14B i2v - Lightning 4+4",
     ),
     Example(
         "wan21_1.3b_to_14b",
@@ -498,15 +723,24 @@ EXAMPLES = [
                                                 "sampler_name": "uni_pc", "scheduler": "simple", "denoise": 1.0})],
         [*_shift_links("small", "large"), ("small_shift", 0, "pair", "small_model"),
          ("large_shift", 0, "pair", "large_model"), ("pair", 0, "sampler", "model"), *_WAN_LINKS],
+        about=("**T-Stitch for video**: Wan 2.1 1.3B draws the first 40% of the steps of Wan 2.1 14B (30 "
+               "uni_pc steps, cfg 6); the two share the text encoder and VAE."),
+        first="the prompts and the latent's size and length, then `small_fraction`.",
+        title="Wan 2.1 1.3B to 14B",
     ),
     Example(
         # FlowBlending's order: the large model draws the layout and finishes the details, the small one the middle
         "sd15_stages_large_small_large",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _stages("stages", "0.2, 0.7", "T-Stitch Stages: large to 0.2, small to 0.7, large"),
          *_prompts_and_output("tstitch_stages"), _empty_latent(512), _ksampler()],
         [*_STAGES_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**T-Stitch Stages in FlowBlending's order**: SD v1.4 lays out the first 20% of the "
+               "trajectory, BK-SDM-Tiny runs to 70%, SD v1.4 finishes the details; one loaded SD v1.4 serves "
+               "both of its stages."),
+        first='`until` on the Stages node ("0.2, 0.7"), then the prompts.',
+        title="SD1.5 - Stages large-small-large",
     ),
     Example(
         "wan21_14b_1.3b_14b_stages",
@@ -519,13 +753,17 @@ EXAMPLES = [
         [*_shift_links("small", "large"), ("large_shift", 0, "stages", "model_1"),
          ("small_shift", 0, "stages", "model_2"), ("large_shift", 0, "stages", "model_3"),
          ("stages", 0, "sampler", "model"), *_WAN_LINKS],
+        about=("**T-Stitch Stages for video, FlowBlending's order**: Wan 2.1 14B to 0.2 of the trajectory, "
+               "1.3B to 0.7, 14B again; one loaded 14B serves both of its stages."),
+        first="`until` on the Stages node, then the prompts and the latent's size and length.",
+        title="Wan 2.1 - Stages 14B-1.3B-14B",
     ),
     Example(
         # each model its own count: 4 BK-SDM-Tiny steps, then 16 of SD v1.4, each stage spaced by karras in its own
         # model's time; with switch_by steps the pair's fraction is the counts' split, 4 / 20
         "sd15_stage_sigmas_4_16",
         [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.safetensors", "Large: SD v1.4"),
+         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.2, "T-Stitch Model Pair: 4 of 20 steps"),
          *_prompts_and_output("tstitch_stage_sigmas"), _empty_latent(512),
          Node("schedule", "TStitchStageSigmas", MIDDLE, {"scheduler": "karras", "steps_per_model": "4, 16",
@@ -535,6 +773,11 @@ EXAMPLES = [
                                                     "control_after_generate": "fixed", "cfg": 7.5})],
         [*_PAIR_LINKS, ("pair", 0, "schedule", "model"), ("select", 0, "sampler", "sampler"),
          ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**T-Stitch Stage Sigmas**: exactly 4 BK-SDM-Tiny steps, then 16 of SD v1.4, each stage spaced "
+               "by karras with its own model's sampling, through SamplerCustom with dpmpp_2m. With "
+               "`switch_by: steps` the pair's small_fraction is the counts' split, 4 / 20."),
+        first="`steps_per_model`, and the pair's `small_fraction` to match (or `switch_by: timestep`).",
+        title="SD1.5 - Stage Sigmas 4+16",
     ),
     Example(
         # Flux.1 dev is guidance-distilled: FluxGuidance sets its guidance, KSampler runs at cfg 1 (the negative unused);
@@ -557,6 +800,12 @@ EXAMPLES = [
          ("guidance", 0, "sampler", "positive"), ("positive", 0, "negative", "conditioning"),
          ("negative", 0, "sampler", "negative"), ("latent", 0, "sampler", "latent_image"), ("vae", 0, "decode", "vae"),
          *_OUTPUT_LINKS],
+        about=("**Flux.1 dev with Flux.1 Lite 8B**, Freepik's distillation of dev: Lite runs every step at "
+               "t/T >= 0.6, dev the rest (`switch_by: timestep`, 0.4); FluxGuidance 3.5, cfg 1, 20 euler "
+               "steps."),
+        first=("the prompt and `guidance`, then `small_fraction` (too large and dev gets no step, which the "
+               "pair refuses with the range that works)."),
+        title="Flux.1 dev + Lite 8B pair",
     ),
     Example(
         # the Large checkpoint's own text encoders (CLIP-L, CLIP-G, T5-XXL) and VAE serve both; ComfyUI's SD3.5
@@ -570,6 +819,11 @@ EXAMPLES = [
          Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 20, "cfg": 4.0,
                                                 "sampler_name": "euler", "scheduler": "sgm_uniform", "denoise": 1.0})],
         [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
+        about=("**SD3.5 Large with SD3.5 Medium**: Medium runs every step at t/T >= 0.6, Large the rest "
+               "(`switch_by: timestep`, 0.4); the Large checkpoint's text encoders and VAE serve both; euler, "
+               "sgm_uniform, cfg 4."),
+        first="the prompts, then `small_fraction`.",
+        title="SD3.5 Large + Medium pair",
     ),
     Example(
         # ComfyUI's LTX-Video template's graph (LTXVConditioning, LTXVScheduler, SamplerCustom) on the pair; the
@@ -596,6 +850,10 @@ EXAMPLES = [
          ("conditioning", 0, "sampler", "positive"), ("conditioning", 1, "sampler", "negative"),
          ("latent", 0, "schedule", "latent"), ("select", 0, "sampler", "sampler"), ("schedule", 0, "sampler", "sigmas"),
          ("latent", 0, "sampler", "latent_image"), ("large", 2, "decode", "vae"), *_OUTPUT_LINKS],
+        about=("**LTX-Video 13B with 2B distilled** in ComfyUI's LTX-Video graph (LTXVConditioning, "
+               "LTXVScheduler, SamplerCustom): the 2B runs every step at t/T >= 0.9, the 13B the rest."),
+        first="the prompts and the latent's size and length, then `small_fraction` (0.1 here).",
+        title="LTX-Video 13B + 2B distilled",
     ),
     Example(
         # dev reads Mistral Small 3's 15360-wide tokens, klein 4B Qwen3 4B's 7680: one conditioning can't serve both,
@@ -633,6 +891,12 @@ EXAMPLES = [
          ("noise", 0, "sampler", "noise"), ("guider", 0, "sampler", "guider"), ("select", 0, "sampler", "sampler"),
          ("schedule", 0, "sampler", "sigmas"), ("latent", 0, "sampler", "latent_image"), ("vae", 0, "decode", "vae"),
          *_OUTPUT_LINKS],
+        about=("**Flux.2 dev with klein 4B (base)** through T-Stitch Guider: klein runs every step at t/T >= "
+               "0.9, dev the rest; each model its own prompt from its own text encoder (Qwen3 4B for klein, "
+               "Mistral Small 3 for dev: one conditioning can't serve both), cfg 5 on klein's steps, 1 on "
+               "dev's with FluxGuidance 4."),
+        first="both positive prompts (give them the same text), then `small_fraction` on the guider.",
+        title="Flux.2 dev + klein 4B - Guider",
     ),
 ]
 
@@ -642,23 +906,32 @@ _BUILD_JS = """async (example) => {
   graph.clear();
   const nodes = {};
   const columns = [];
+  // a widget's value; false where the node has no such widget yet (a Primitive gets its widgets when linked)
+  const set = (node, name, value) => {
+    const widget = (node.widgets ?? []).find((w) => w.name === name);
+    if (widget) widget.value = value;
+    return !!widget;
+  };
   for (const spec of example.nodes) {
     const node = LiteGraph.createNode(spec.type);
     if (!node) throw new Error(`unknown node type ${spec.type}`);
     if (spec.title) node.title = spec.title;
+    // the files a loader names, with where to download them (ComfyUI's templates carry the same)
+    if (spec.models.length) node.properties.models = spec.models;
     graph.add(node);
     (columns[spec.column] ??= []).push(node);
-    for (const [name, value] of Object.entries(spec.widgets)) {
-      const widget = node.widgets.find((w) => w.name === name);
-      if (!widget) throw new Error(`${spec.type} has no widget ${name}`);
-      widget.value = value;
-    }
+    for (const [name, value] of Object.entries(spec.widgets)) set(node, name, value);
     nodes[spec.key] = node;
   }
   for (const [from, output, to, input] of example.links) {
     const slot = nodes[to].findInputSlot(input);
     if (slot < 0) throw new Error(`${nodes[to].type} has no input ${input}`);
     if (!nodes[from].connect(output, nodes[to], slot)) throw new Error(`cannot link ${from} to ${to}.${input}`);
+  }
+  for (const spec of example.nodes) {
+    for (const [name, value] of Object.entries(spec.widgets)) {
+      if (!set(nodes[spec.key], name, value)) throw new Error(`${spec.type} has no widget ${name}`);
+    }
   }
   // columns left to right, 80 px apart; nodes stacked within a column, 60 px apart
   let x = 0;
@@ -670,12 +943,33 @@ _BUILD_JS = """async (example) => {
     }
     x += Math.max(...(column ?? []).map((n) => n.size[0])) + 80;
   }
+  // the note, left of the graph, as ComfyUI's templates put theirs
+  if (example.note !== null) {
+    const note = LiteGraph.createNode('MarkdownNote');
+    note.title = 'About this workflow';
+    graph.add(note);
+    note.widgets[0].value = example.note.text;
+    note.size = example.note.size;
+    note.pos = [-note.size[0] - 80, 0];
+  }
   graph.setDirtyCanvas(true, true);
 }"""
 
 
+def note_height(text: str, width: int = NOTE_WIDTH) -> int:
+    """About the height ``text`` takes in a Markdown note ``width`` pixels wide (measured on the frontend's font:
+    about 4 pixels a character, 14 a line)."""
+    shown = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", text)  # a link shows its text
+    per_line = (width - 40) // 4
+    lines = sum(-(-len(line) // per_line) or 1 for line in shown.split("\n"))
+    return 60 + 14 * lines
+
+
 def build_in_frontend(page, example: Example) -> None:
-    page.evaluate(_BUILD_JS, {"nodes": [vars(n) for n in example.nodes], "links": example.links})
+    nodes = [dict(vars(node), models=model_entries(node)) for node in example.nodes]
+    text = note_text(example) if example.about else None
+    note = {"text": text, "size": [NOTE_WIDTH, note_height(text)]} if text else None
+    page.evaluate(_BUILD_JS, {"nodes": nodes, "links": example.links, "note": note})
 
 
 # Runs the frontend's Export command and returns the text of the file it hands the browser. The file
@@ -824,6 +1118,12 @@ def link_example_models(base: Path) -> None:
     shutil.copy(find_comfyui() / "input" / "example.png", base / "input" / "example.png")
 
 
+def example_path(name: str, suffix: str = ".json") -> Path:
+    """The file of example ``name``: its title and ``suffix`` (".jpg": the thumbnail)."""
+    (example,) = [example for example in EXAMPLES if example.name == name]
+    return EXAMPLES_DIR / f"{example.title}{suffix}"
+
+
 def main(names: list[str]) -> int:
     """(Re)build the examples named in ``names`` (all of them when empty)."""
     from .browser import launch_browser
@@ -836,9 +1136,9 @@ def main(names: list[str]) -> int:
     link_example_models(base)
     with ComfyServer(base) as server, launch_browser() as browser:
         for example in [example for example in EXAMPLES if not names or example.name in names]:
-            workflow = make_thumbnail(browser, server, example, EXAMPLES_DIR / f"{example.name}.jpg")
-            (EXAMPLES_DIR / f"{example.name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
-            print(f"wrote {example.name}.json and .jpg")
+            workflow = make_thumbnail(browser, server, example, example_path(example.name, ".jpg"))
+            example_path(example.name).write_text(json.dumps(workflow, indent=2) + "\n")
+            print(f"wrote {example.title}.json and .jpg")
     return 0
 
 

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 PACK_MODULE = "custom_nodes.comfyui-tstitch"
-SMALL_CKPT, LARGE_CKPT = "bk-sdm-tiny.safetensors", "sd-v1-4.safetensors"
+SMALL_CKPT, LARGE_CKPT = "bk-sdm-tiny.safetensors", "sd-v1-4.ckpt"
 FUZZED = "100"  # the node under test; the suppliers have ids below it
 # Python's error types whose bare text tells a user nothing about what to change
 BARE_ERRORS = ("KeyError", "IndexError", "ZeroDivisionError", "TypeError", "AttributeError", "OverflowError",

@@ -244,22 +244,29 @@ def _build_controlnet(spec: UNetSpec, path: Path) -> Path:
     return _save({f"control_model.{k}": v for k, v in randomize_(control, spec.seed + 2000).items()}, path)
 
 
-def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_seed: int | None = 100) -> Path:
+def ensure_checkpoint(spec: UNetSpec, folder: Path = MODEL_CACHE, text_encoder_seed: int | None = 100,
+                      suffix: str = ".safetensors") -> Path:
     """Path of ``spec`` saved as a full checkpoint (CheckpointLoaderSimple's format), built once.
 
-    It holds the UNet, a VAE and, unless ``text_encoder_seed`` is None, the family's text encoders.
+    It holds the UNet, a VAE and, unless ``text_encoder_seed`` is None, the family's text encoders; ``suffix``
+    ".ckpt" writes it as torch.save of {"state_dict": ...}, the format of CompVis's sd-v1-4.ckpt.
     """
     tag = "no-text-encoder" if text_encoder_seed is None else f"text-encoder-{text_encoder_seed}"
-    return _built_once(folder / f"checkpoint-{tag}-{spec.file_name}",
-                       lambda path: _build_checkpoint(spec, text_encoder_seed, path))
+    name = f"checkpoint-{tag}-{spec.file_name}".removesuffix(".safetensors") + suffix
+    return _built_once(folder / name, lambda path: _build_checkpoint(spec, text_encoder_seed, path))
 
 
 def _build_checkpoint(spec: UNetSpec, text_encoder_seed: int | None, path: Path) -> Path:
+    import torch
+
     state_dict = {f"model.diffusion_model.{k}": v for k, v in build_unet_state_dict(spec).items()}
     state_dict.update(build_vae(spec.seed + 1000))
     if text_encoder_seed is not None:
         build_text_encoders = {"sd15": build_sd15_text_encoder, "sdxl": build_sdxl_text_encoders}[spec.family]
         state_dict.update(build_text_encoders(text_encoder_seed))
+    if path.suffix == ".ckpt":
+        tensors = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state_dict.items()}
+        return _write(path, lambda partial: torch.save({"state_dict": tensors}, partial))
     return _save(state_dict, path)
 
 
