@@ -27,6 +27,10 @@ from ._schema import TWO_MODEL_ALIASES, schema
 from .stitch import ksampler_inputs
 
 
+# a seed that stays as typed after a run; hosts before ComfyUI 0.33's ControlAfterGenerate show their default control
+FIXED_SEED = getattr(getattr(io, "ControlAfterGenerate", None), "fixed", True)
+
+
 class TStitchAgreementProbe(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -45,7 +49,7 @@ class TStitchAgreementProbe(io.ComfyNode):
                 io.Model.Input("large_model", tooltip=(
                     "The large model whose trajectory is followed; of a nested pair, its last model, and the models "
                     "before it are probed too.")),
-                *ksampler_inputs(seed_control=io.ControlAfterGenerate.fixed),  # a rerun keeps its cached result
+                *ksampler_inputs(seed_control=FIXED_SEED),  # a rerun keeps its cached result
                 io.Float.Input("min_agreement", default=DEFAULT_MIN_AGREEMENT, min=-1.0, max=1.0, step=0.0001,
                                round=0.0001, tooltip=(
                     "The cosine similarity of the two models' predicted noise (or velocity) each small step must "
