@@ -161,9 +161,9 @@ def test_the_nested_table_gives_each_model_its_steps_fractions_and_columns():
                                "suggested_stages \"0.2\"")
     assert lines[4].split() == ["step", "sigma", "t/T", "cosine", "small", "rel.L2", "small", "cosine", "model2",
                                 "rel.L2", "model2", "model", "stages"]
-    assert lines[5].split() == ["1", "10", "1.000", "0.9900", "0.0100", "0.9900", "0.0100", "small", "small"]
+    assert lines[5].split() == ["1", "10", "1.000", "0.99000", "0.0100", "0.99000", "0.0100", "small", "small"]
     assert [line.split()[-2] for line in lines[5:]] == ["small", "model2", "model2", "large", "large"]
-    assert [line.split()[5] for line in lines[5:]] == ["0.9900", "0.9500", "0.9200", "0.5000", "0.9900"]
+    assert [line.split()[5] for line in lines[5:]] == ["0.99000", "0.95000", "0.92000", "0.50000", "0.99000"]
     assert len({len(line) for line in lines[4:]}) == 1  # aligned
 
 

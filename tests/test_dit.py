@@ -488,7 +488,7 @@ def test_the_loader_asks_comfyui_for_a_safe_load(dit_folder, run_node, monkeypat
     monkeypatch.setattr(comfy.utils, "load_torch_file", lambda *a, **k: calls.append(k) or real(*a, **k))
     name = save_state_dict(dit_folder, "safe.pt", build_dit_state_dict(TINY_DIT_S))
     run_node("TStitchDiTLoader", dit_name=name, weight_dtype="default")
-    assert calls == [{"safe_load": True}]
+    assert calls == [{"safe_load": True, "return_metadata": True}]  # the metadata: dit_heads
 
 
 def test_a_training_checkpoint_samples_with_its_ema_weights(dit_folder, run_node):
