@@ -247,16 +247,21 @@ def probe_agreements(small, large, sampling: digits.Sampling, seeds, per_class: 
     return found
 
 
-def flat_steps(rows: list[Row]) -> int:
-    """The most small steps of the flat region: the fractions from the first on whose quality stays within the
-    seed spread of the large model's, up to the first that does not (the knee)."""
+def flat_rows(rows: list[Row]) -> list[Row]:
+    """The flat region: the large model alone and the fractions after it whose quality stays within the seed
+    spread of the large model's, up to the first that does not (the knee)."""
     within = within_spread(rows)
-    steps = 0
+    flat = []
     for row in rows:
         if row.fraction > 0 and not within[row.fraction]:
             break
-        steps = row.small_steps
-    return steps
+        flat.append(row)
+    return flat
+
+
+def flat_steps(rows: list[Row]) -> int:
+    """The most small steps of the flat region."""
+    return flat_rows(rows)[-1].small_steps
 
 
 @dataclass(frozen=True)

@@ -72,18 +72,12 @@ def curve_fractions(curve: Path = DIGITS_CURVE) -> tuple[float, float]:
     """(kept, past the knee) from a measured curve: the largest small_fraction of its flat region (quality within
     the large model's seed spread, up to the first setting that is not) and the next measured fraction whose
     class accuracy has fallen by at least 0.05 from the large model's alone, so the drop is plain to see."""
-    from bench.quality import Point, build_rows, within_spread
+    from bench.quality import Point, build_rows, flat_rows
 
     found = json.loads((curve / "results.json").read_text())
     points = [Point(**point) for point in found["points"]]
-    steps = {p.fraction: 0 for p in points}  # the small steps play no part here
-    rows = build_rows(points, steps)
-    within, large = within_spread(rows), rows[0]
-    kept = 0.0
-    for row in rows[1:]:
-        if not within[row.fraction]:
-            break
-        kept = row.fraction
+    rows = build_rows(points, {p.fraction: 0 for p in points})  # the small steps play no part here
+    large, kept = rows[0], flat_rows(rows)[-1].fraction
     past = next((r.fraction for r in rows if r.fraction > kept and r.accuracy_mean <= large.accuracy_mean - 0.05),
                 rows[-1].fraction)
     return kept, past
