@@ -71,7 +71,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="./tstitch gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="On a GPU machine that reaches nothing outside: --prepare here, then the "
-                                            "calls it prints (README, 'GPU check').")
+                                            "calls it prints (docs/gpu-check.md).")
     parser.add_argument("--prepare", action="store_true", help=(
         "here, with the package index: download the wheels the GPU machine lacks and pack ComfyUI's code into "
         ".gpu-check/carry-N (git-ignored), one folder per call; prints the calls to make"))

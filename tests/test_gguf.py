@@ -88,7 +88,8 @@ def test_the_experts_are_loaded_by_comfyui_gguf(experts):
 
 
 def test_the_advanced_loaders_dtypes_are_shared_by_every_gguf_model(gguf_nodes):
-    """The README's caveat, as ComfyUI-GGUF behaves: the expert loaded last sets dequant_dtype for both."""
+    """The caveat docs/third-party-loaders.md states, as ComfyUI-GGUF behaves: the expert loaded last sets
+    dequant_dtype for both."""
     from tstitch_dev.models import MINI_SD15_LARGE, MINI_SD15_SMALL, ensure_gguf
 
     advanced = gguf_nodes["UnetLoaderGGUFAdvanced"]()

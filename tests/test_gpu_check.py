@@ -182,12 +182,12 @@ def test_speed_pairs_past_the_budget_are_skipped_but_not_the_wan_pair_asked_for(
 # --- --prepare and what a call installs there ---
 
 def readme_calls() -> list[tuple[str, str]]:
-    """(carry folder, command) of each call the README's GPU check section lists."""
+    """(carry folder, command) of each call docs/gpu-check.md lists (the README links it)."""
     import re
 
     from tstitch_dev.host import PACK_ROOT
 
-    text = (PACK_ROOT / "README.md").read_text()
+    text = (PACK_ROOT / "docs" / "gpu-check.md").read_text()
     return [(carry, command.split(";")[0]) for carry, command in
             re.findall(r'^\d+\. carry `\["(\.gpu-check/carry-\d+)"\]`, command `([^`]+)`', text, re.M)]
 
@@ -203,7 +203,7 @@ def fake_wheels(folder: Path, versions: dict[str, str], sizes: dict[str, int]) -
 def test_prepare_packs_the_host_code_and_each_call_carries_under_64_mib(prepared):
     plan, prepared = prepared
     wheels = prepared.parent / "wheels"
-    assert len(plan["calls"]) == len(readme_calls())  # the README lists each call
+    assert len(plan["calls"]) == len(readme_calls())  # docs/gpu-check.md lists each call
     assert plan["tree_bytes"] == gpu_prepare.tree_bytes()
     carried = []
     for number, call in enumerate(plan["calls"], 1):

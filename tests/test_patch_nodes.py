@@ -1,6 +1,6 @@
 """Core patch and cache nodes on either model and on the pair's output, with offload on and off.
 
-The rule the README states: a node applied to one model acts on that model's steps exactly as it
+The rule docs/how-it-works.md states: a node applied to one model acts on that model's steps exactly as it
 would on that model alone, and never on the other model's; applied to the pair's output it acts on
 the large model's steps. Sampler-level machinery is included: outer-sample and sampler-sample
 wrappers (EasyCache, LazyCache) and the denoise mask function (Differential Diffusion)."""

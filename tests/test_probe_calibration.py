@@ -3,7 +3,7 @@ default, and on a pair held apart from that calibration (the shipped large model
 suggestion at the default min_agreement lies in the pair's flat region: at least one small step, and no more than
 the measured curve keeps at the large model's quality (bench/results/trained-digits-*, ./tstitch bench --pair
 trained-digits [--small held-apart]). Three digits and seeds: seconds, not the bench's minutes. The default is
-not inside for every case: the calibration table in each results.md gives the share, and the README says it."""
+not inside for every case: the calibration table in each results.md gives the share, and docs/quality.md says it."""
 
 from __future__ import annotations
 

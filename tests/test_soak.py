@@ -5,7 +5,7 @@ the pack's run registry, ComfyUI's loaded models and the process RSS. Checked: n
 models not accumulating, RSS growth after warm-up within RSS_GROWTH_BOUND, and each cycle's re-run of the first
 cycle's prompts giving the same latents bit for bit.
 
-TSTITCH_SOAK_CYCLES (default 3) sizes it; the README's "Reliability" section has the figures of a 20-cycle run."""
+TSTITCH_SOAK_CYCLES (default 3) sizes it; docs/reliability.md has the figures of a 20-cycle run."""
 
 import copy
 import json
