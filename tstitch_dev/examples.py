@@ -1009,6 +1009,68 @@ def fit_graph(page) -> None:
     page.wait_for_timeout(500)
 
 
+# What a graph shows as it opens: the zoom the frontend's fit-view gives it, the zoom below which nodes are drawn
+# without text (LiteGraph's low-quality threshold: MinFontSizeForLOD / (NODE_TEXT_SIZE x sqrt(devicePixelRatio)),
+# 8 / 14 = 0.571 at the frontend's defaults), each title wider than the room its node gives it (the frontend cuts
+# it with "..."), and each link whose curve crosses a node it does not join (sampled along the spline LiteGraph
+# draws: control points a quarter of the link's length out of each end, horizontally).
+_LAYOUT_FACTS_JS = """() => {
+  const canvas = window.app.canvas, graph = window.app.graph;
+  canvas.draw(true, true);
+  const ctx = canvas.canvas.getContext('2d');
+  const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
+  const titles = [];
+  for (const node of graph.nodes) {
+    if (!node.title || node.collapsed) continue;
+    ctx.font = node.titleFontStyle ?? canvas.title_text_font;
+    const width = ctx.measureText(node.getTitle?.() ?? node.title).width, room = node.size[0] - 2 * titleHeight;
+    if (width > room) titles.push({id: node.id, title: node.title, width: Math.round(width), room});
+  }
+  const rects = graph.nodes.map((node) => [node, node.boundingRect]);
+  const crossings = [];
+  for (const link of Object.values(graph.links ?? {})) {
+    if (!link) continue;
+    const from = graph.getNodeById(link.origin_id), to = graph.getNodeById(link.target_id);
+    const a = from.getOutputPos(link.origin_slot), b = to.getInputPos(link.target_slot);
+    const dist = Math.hypot(b[0] - a[0], b[1] - a[1]) * 0.25;
+    const c1 = [a[0] + dist, a[1]], c2 = [b[0] - dist, b[1]];
+    const crossed = new Set();
+    for (let i = 1; i < 64; i++) {
+      const t = i / 64, u = 1 - t;
+      const x = u ** 3 * a[0] + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t ** 3 * b[0];
+      const y = u ** 3 * a[1] + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t ** 3 * b[1];
+      for (const [node, [rx, ry, rw, rh]] of rects) {
+        if (node !== from && node !== to && x > rx && x < rx + rw && y > ry && y < ry + rh) crossed.add(node);
+      }
+    }
+    for (const node of crossed) {
+      crossings.push({link: `${from.title}.${from.outputs[link.origin_slot].name} -> ${to.title}.${to.inputs[link.target_slot].name}`,
+                      through: node.title});
+    }
+  }
+  const bounds = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const [, [x, y, w, h]] of rects) {
+    bounds[0] = Math.min(bounds[0], x); bounds[1] = Math.min(bounds[1], y);
+    bounds[2] = Math.max(bounds[2], x + w); bounds[3] = Math.max(bounds[3], y + h);
+  }
+  return {scale: canvas.ds.scale, threshold: canvas._lowQualityZoomThreshold, low_quality: canvas.low_quality,
+          canvas: [canvas.canvas.width, canvas.canvas.height], dpr: window.devicePixelRatio,
+          size: [Math.round(bounds[2] - bounds[0]), Math.round(bounds[3] - bounds[1])], titles, crossings};
+}"""
+
+
+def open_as_template(page, workflow: dict, name: str) -> None:
+    """Load ``workflow`` as the template browser opens one (fitted to the view)."""
+    page.evaluate("async ([wf, name]) => { await window.app.loadGraphData(wf, true, true, name, "
+                  "{openSource: 'template'}); }", [workflow, name])
+    page.wait_for_timeout(300)
+
+
+def layout_facts(page) -> dict:
+    """The open graph's zoom and text-drawing threshold, cut titles and links through nodes (_LAYOUT_FACTS_JS)."""
+    return page.evaluate(_LAYOUT_FACTS_JS)
+
+
 def screenshot_graph(page, path: Path) -> None:
     """The thumbnail the template browser shows."""
     fit_graph(page)
