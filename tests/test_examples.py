@@ -17,7 +17,8 @@ pytestmark = pytest.mark.latest_host_only  # the committed files, the same on ev
 LOADER_FOLDERS = {"CheckpointLoaderSimple": ("checkpoints", "ckpt_name"), "UNETLoader": ("diffusion_models", "unet_name"),
                   "LoraLoaderModelOnly": ("loras", "lora_name"), "VAELoader": ("vae", "vae_name"),
                   "CLIPLoader": ("text_encoders", "clip_name"), "DualCLIPLoader": ("text_encoders", "clip_name1"),
-                  "TStitchDiTLoader": ("diffusion_models", "dit_name")}
+                  "TStitchDiTLoader": ("diffusion_models", "dit_name"),
+                  "TStitchBKSDMLoader": ("diffusion_models", "unet_name")}
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")  # the frontend's, and .gguf
 NOTE_TYPES = ("MarkdownNote", "Note")
 UI_ONLY = {*NOTE_TYPES, "PrimitiveNode", "Reroute"}  # no node definition: the frontend's own

@@ -20,6 +20,7 @@ from tstitch_core.agreement import DEFAULT_MIN_AGREEMENT
 
 from .host import PACK_ROOT, find_comfyui
 from . import families, models
+from .diffusers_format import ensure_diffusers_unet
 
 EXAMPLES_DIR = PACK_ROOT / "example_workflows"
 
@@ -32,6 +33,9 @@ EXAMPLE_FILES = {
         lambda: models.ensure_checkpoint(models.TINY_SD15_MEDIUM, text_encoder_seed=None),
     ("checkpoints", "bk-sdm-tiny.safetensors"):
         lambda: models.ensure_checkpoint(models.TINY_SD15_SMALL, text_encoder_seed=None),
+    # nota-ai's own file, in diffusers format, as the pack's BK-SDM loader reads it
+    ("diffusion_models", "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors"):
+        lambda: ensure_diffusers_unet(models.TINY_SD15_SMALL),
     ("checkpoints", "sd_xl_base_1.0.safetensors"): lambda: models.ensure_checkpoint(models.TINY_SDXL),
     ("checkpoints", "SSD-1B-A1111.safetensors"):
         lambda: models.ensure_checkpoint(models.TINY_SDXL_SMALL, text_encoder_seed=None),
@@ -115,6 +119,8 @@ DOWNLOADS = {
         Download("https://huggingface.co/CompVis/stable-diffusion-v-1-4-original/resolve/main/sd-v1-4.ckpt"),
     ("checkpoints", "bk-sdm-small.safetensors"): Download(None, _CONVERT.format(repo="nota-ai/bk-sdm-small")),
     ("checkpoints", "bk-sdm-tiny.safetensors"): Download(None, _CONVERT.format(repo="nota-ai/bk-sdm-tiny")),
+    ("diffusion_models", "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors"):
+        Download("https://huggingface.co/nota-ai/bk-sdm-tiny/resolve/main/unet/diffusion_pytorch_model.safetensors"),
     ("checkpoints", "sd_xl_base_1.0.safetensors"): Download(
         "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors"),
     ("checkpoints", "SSD-1B-A1111.safetensors"):
@@ -182,7 +188,7 @@ DOWNLOADS = {
 LOADER_FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "UNETLoader": "diffusion_models",
                   "LoraLoaderModelOnly": "loras", "LoraLoader": "loras", "VAELoader": "vae",
                   "CLIPLoader": "text_encoders", "DualCLIPLoader": "text_encoders", "TripleCLIPLoader": "text_encoders",
-                  "TStitchDiTLoader": "diffusion_models"}
+                  "TStitchDiTLoader": "diffusion_models", "TStitchBKSDMLoader": "diffusion_models"}
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")  # as the frontend tells
 
 
@@ -257,10 +263,13 @@ def note_text(example: Example) -> str:
 
 PROMPT = "a photograph of an astronaut riding a horse on the moon, detailed, sharp focus"
 NEGATIVE = "blurry, low quality, watermark"
+BK_SDM_TINY_UNET = "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors"  # as nota-ai/bk-sdm-tiny downloads
 
 
 LOADERS, MIDDLE, SAMPLER, DECODE, SAVE = range(5)  # layout columns
-NOTE_WIDTH = 420  # the note's, left of the graph
+# widths narrower than the frontend's defaults (a prompt's box wraps its text), so that a graph opens on a laptop
+# (1366x768) at a zoom where the frontend still draws text; a node is never narrower than its title
+WIDTHS = {"CLIPTextEncode": 280, "SaveImage": 260, "SaveAnimatedWEBP": 260}
 
 
 def _loader(key, file_name, title):
@@ -438,13 +447,14 @@ _OUTPUT_LINKS = [("sampler", 0, "decode", "samples"), ("decode", 0, "save", "ima
 EXAMPLES = [
     Example(
         "sd15_bk-sdm-tiny_pair",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [Node("small", "TStitchBKSDMLoader", LOADERS, {"unet_name": BK_SDM_TINY_UNET, "weight_dtype": "default"},
+              "Small: BK-SDM-Tiny"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sd15"), _empty_latent(512),
          _ksampler()],
         [*_PAIR_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
         about=("**T-Stitch, the paper's SD setup.** BK-SDM-Tiny (SD v1.4 with blocks removed and distilled, "
-               "323M parameters against 860M) draws the first 40% of the steps, where the layout forms, and "
+               "323M parameters against 860M; Load BK-SDM UNet reads nota-ai's file as published) draws the first 40% of the steps, where the layout forms, and "
                "SD v1.4 the rest, in one KSampler pass through T-Stitch Model Pair."),
         first=("the prompts, then `small_fraction` on the pair: 0 is SD v1.4 alone, higher is faster and further "
                "from SD v1.4's own image (0.4 is the paper's setting). Any SD1.x checkpoint can be the large model."),
@@ -518,9 +528,9 @@ EXAMPLES = [
          *_prompts_and_output("tstitch_guider")[:2], _empty_latent(512),
          Node("guider", "TStitchGuider", SAMPLER, {"small_fraction": 0.4, "switch_by": "steps", "small_cfg": 4.0,
                                                   "large_cfg": 7.5}, "T-Stitch Guider: small model cfg 4"),
-         Node("noise", "RandomNoise", MIDDLE, {"noise_seed": 0, "control_after_generate": "fixed"}),
-         Node("select", "KSamplerSelect", MIDDLE, {"sampler_name": "dpmpp_2m"}),
-         Node("schedule", "BasicScheduler", MIDDLE, {"scheduler": "karras", "steps": 25, "denoise": 1.0}),
+         Node("noise", "RandomNoise", SAMPLER, {"noise_seed": 0, "control_after_generate": "fixed"}),
+         Node("select", "KSamplerSelect", SAMPLER, {"sampler_name": "dpmpp_2m"}),
+         Node("schedule", "BasicScheduler", SAMPLER, {"scheduler": "karras", "steps": 25, "denoise": 1.0}),
          Node("sampler", "SamplerCustomAdvanced", DECODE),
          Node("decode", "VAEDecode", DECODE), Node("save", "SaveImage", SAVE, {"filename_prefix": "tstitch_guider"})],
         [("small", 0, "guider", "small_model"), ("large", 0, "guider", "large_model"),
@@ -731,8 +741,8 @@ EXAMPLES = [
     Example(
         # FlowBlending's order: the large model draws the layout and finishes the details, the small one the middle
         "sd15_stages_large_small_large",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
-         _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
+        [_loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
+         _loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
          _stages("stages", "0.2, 0.7", "T-Stitch Stages: large to 0.2, small to 0.7, large"),
          *_prompts_and_output("tstitch_stages"), _empty_latent(512), _ksampler()],
         [*_STAGES_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
@@ -744,8 +754,8 @@ EXAMPLES = [
     ),
     Example(
         "wan21_14b_1.3b_14b_stages",
-        [*_wan_model("small", "wan2.1_t2v_1.3B_fp16.safetensors", "Small: Wan 2.1 1.3B"),
-         *_wan_model("large", "wan2.1_t2v_14B_fp16.safetensors", "Large: Wan 2.1 14B"),
+        [*_wan_model("large", "wan2.1_t2v_14B_fp16.safetensors", "Large: Wan 2.1 14B"),
+         *_wan_model("small", "wan2.1_t2v_1.3B_fp16.safetensors", "Small: Wan 2.1 1.3B"),
          _stages("stages", "0.2, 0.7", "T-Stitch Stages: 14B to 0.2, 1.3B to 0.7, 14B"),
          *_wan_prompts_and_output("tstitch_wan21_stages"),
          Node("sampler", "KSampler", SAMPLER, {"seed": 0, "control_after_generate": "fixed", "steps": 30, "cfg": 6.0,
@@ -933,43 +943,91 @@ _BUILD_JS = """async (example) => {
       if (!set(nodes[spec.key], name, value)) throw new Error(`${spec.type} has no widget ${name}`);
     }
   }
-  // columns left to right, 80 px apart; nodes stacked within a column, 60 px apart
-  let x = 0;
-  for (const column of columns) {
-    let y = 0;
-    for (const node of column ?? []) {
-      node.pos = [x, y];
-      y += node.size[1] + LiteGraph.NODE_TITLE_HEIGHT + 60;
-    }
-    x += Math.max(...(column ?? []).map((n) => n.size[0])) + 80;
+  // every node at least as wide as its title (the frontend cuts a title longer than size[0] less two title heights)
+  const ctx = window.app.canvas.canvas.getContext('2d');
+  const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
+  for (const node of graph.nodes) {
+    ctx.font = node.titleFontStyle ?? window.app.canvas.title_text_font;
+    const needed = Math.ceil(ctx.measureText(node.title).width) + 2 * titleHeight + 8;
+    const width = Math.max(node.type in example.widths ? example.widths[node.type] : node.size[0], needed);
+    node.setSize([width, node.size[1]]);
   }
-  // the note, left of the graph, as ComfyUI's templates put theirs
+  // about the height the note's text takes at a width (the frontend's font: about 4 pixels a character, 14 a line)
+  const noteHeight = (lines, width) => 60 + 14 * lines.reduce(
+    (sum, length) => sum + (Math.ceil(length / Math.floor((width - 40) / 4)) || 1), 0);
+  // columns left to right, GAP_X apart, each node under the one before, GAP_Y apart; a column taller than a
+  // height limit goes on in a column beside it, and the note sits at the foot of one column or left of the graph.
+  // Of every limit and note place, the layout kept is the one a laptop's view (1366x768) fits at the largest zoom:
+  // the frontend draws no text below a zoom of 0.57 (tests/test_browser.py checks each example opens above it).
+  const GAP_X = 40, GAP_Y = 30, VIEW = [1366, 768];
+  const height = (node) => node.size[1] + titleHeight;
+  const stackWidth = (stack) => Math.max(...stack.map((n) => n.size[0]));
+  const stackHeight = (stack) => stack.reduce((sum, n) => sum + height(n) + GAP_Y, -GAP_Y);
+  const split = (limit) => {
+    const stacks = [];
+    for (const column of columns) {
+      if (!column?.length) continue;
+      let stack = [], used = 0;
+      for (const node of column) {
+        if (stack.length && used + height(node) > limit) { stacks.push(stack); stack = []; used = 0; }
+        stack.push(node);
+        used += height(node) + GAP_Y;
+      }
+      stacks.push(stack);
+    }
+    return stacks;
+  };
+  let note = null;
   if (example.note !== null) {
-    const note = LiteGraph.createNode('MarkdownNote');
+    note = LiteGraph.createNode('MarkdownNote');
     note.title = 'About this workflow';
     graph.add(note);
     note.widgets[0].value = example.note.text;
-    note.size = example.note.size;
-    note.pos = [-note.size[0] - 80, 0];
+  }
+  let best = null;
+  for (let limit = 400; limit <= 1600; limit += 20) {
+    const stacks = split(limit);
+    for (let at = -1; at < (note ? stacks.length : 0); at++) {
+      const widths = stacks.map(stackWidth), heights = stacks.map(stackHeight);
+      let noteWidth = 0;
+      if (note && at < 0) {
+        noteWidth = 360;
+        widths.unshift(noteWidth);
+        heights.unshift(noteHeight(example.note.lines, noteWidth) + titleHeight);
+      } else if (note) {
+        noteWidth = widths[at] = Math.max(widths[at], 300);
+        heights[at] += GAP_Y + noteHeight(example.note.lines, noteWidth) + titleHeight;
+      }
+      const width = widths.reduce((a, b) => a + b + GAP_X, -GAP_X), tall = Math.max(...heights);
+      const zoom = Math.min(VIEW[0] / (width + 20), VIEW[1] / (tall + 20));
+      if (!best || zoom > best.zoom + 1e-9) best = {zoom, stacks, at, noteWidth};
+    }
+  }
+  const stacks = best.stacks.map((stack) => [...stack]);
+  if (note) {
+    note.size = [best.noteWidth, noteHeight(example.note.lines, best.noteWidth)];
+    if (best.at < 0) stacks.unshift([note]); else stacks[best.at].push(note);
+  }
+  let x = 0;
+  for (const stack of stacks) {
+    let y = 0;
+    for (const node of stack) {
+      node.pos = [x, y];
+      y += height(node) + GAP_Y;
+    }
+    x += stackWidth(stack) + GAP_X;
   }
   graph.setDirtyCanvas(true, true);
 }"""
 
 
-def note_height(text: str, width: int = NOTE_WIDTH) -> int:
-    """About the height ``text`` takes in a Markdown note ``width`` pixels wide (measured on the frontend's font:
-    about 4 pixels a character, 14 a line)."""
-    shown = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", text)  # a link shows its text
-    per_line = (width - 40) // 4
-    lines = sum(-(-len(line) // per_line) or 1 for line in shown.split("\n"))
-    return 60 + 14 * lines
-
-
 def build_in_frontend(page, example: Example) -> None:
     nodes = [dict(vars(node), models=model_entries(node)) for node in example.nodes]
     text = note_text(example) if example.about else None
-    note = {"text": text, "size": [NOTE_WIDTH, note_height(text)]} if text else None
-    page.evaluate(_BUILD_JS, {"nodes": nodes, "links": example.links, "note": note})
+    # the length of each line the note shows (a link shows its text), for its height at its column's width
+    lines = [len(line) for line in re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", text).split("\n")] if text else []
+    note = {"text": text, "lines": lines} if text else None
+    page.evaluate(_BUILD_JS, {"nodes": nodes, "links": example.links, "note": note, "widths": WIDTHS})
 
 
 # Runs the frontend's Export command and returns the text of the file it hands the browser. The file
@@ -1007,6 +1065,68 @@ def fit_graph(page) -> None:
       window.app.extensionManager.command.execute('Comfy.Canvas.FitView');
     }""")
     page.wait_for_timeout(500)
+
+
+# What a graph shows as it opens: the zoom the frontend's fit-view gives it, the zoom below which nodes are drawn
+# without text (LiteGraph's low-quality threshold: MinFontSizeForLOD / (NODE_TEXT_SIZE x sqrt(devicePixelRatio)),
+# 8 / 14 = 0.571 at the frontend's defaults), each title wider than the room its node gives it (the frontend cuts
+# it with "..."), and each link whose curve crosses a node it does not join (sampled along the spline LiteGraph
+# draws: control points a quarter of the link's length out of each end, horizontally).
+_LAYOUT_FACTS_JS = """() => {
+  const canvas = window.app.canvas, graph = window.app.graph;
+  canvas.draw(true, true);
+  const ctx = canvas.canvas.getContext('2d');
+  const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
+  const titles = [];
+  for (const node of graph.nodes) {
+    if (!node.title || node.collapsed) continue;
+    ctx.font = node.titleFontStyle ?? canvas.title_text_font;
+    const width = ctx.measureText(node.getTitle?.() ?? node.title).width, room = node.size[0] - 2 * titleHeight;
+    if (width > room) titles.push({id: node.id, title: node.title, width: Math.round(width), room});
+  }
+  const rects = graph.nodes.map((node) => [node, node.boundingRect]);
+  const crossings = [];
+  for (const link of Object.values(graph.links ?? {})) {
+    if (!link) continue;
+    const from = graph.getNodeById(link.origin_id), to = graph.getNodeById(link.target_id);
+    const a = from.getOutputPos(link.origin_slot), b = to.getInputPos(link.target_slot);
+    const dist = Math.hypot(b[0] - a[0], b[1] - a[1]) * 0.25;
+    const c1 = [a[0] + dist, a[1]], c2 = [b[0] - dist, b[1]];
+    const crossed = new Set();
+    for (let i = 1; i < 64; i++) {
+      const t = i / 64, u = 1 - t;
+      const x = u ** 3 * a[0] + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t ** 3 * b[0];
+      const y = u ** 3 * a[1] + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t ** 3 * b[1];
+      for (const [node, [rx, ry, rw, rh]] of rects) {
+        if (node !== from && node !== to && x > rx && x < rx + rw && y > ry && y < ry + rh) crossed.add(node);
+      }
+    }
+    for (const node of crossed) {
+      crossings.push({link: `${from.title}.${from.outputs[link.origin_slot].name} -> ${to.title}.${to.inputs[link.target_slot].name}`,
+                      through: node.title});
+    }
+  }
+  const bounds = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const [, [x, y, w, h]] of rects) {
+    bounds[0] = Math.min(bounds[0], x); bounds[1] = Math.min(bounds[1], y);
+    bounds[2] = Math.max(bounds[2], x + w); bounds[3] = Math.max(bounds[3], y + h);
+  }
+  return {scale: canvas.ds.scale, threshold: canvas._lowQualityZoomThreshold, low_quality: canvas.low_quality,
+          canvas: [canvas.canvas.width, canvas.canvas.height], dpr: window.devicePixelRatio,
+          size: [Math.round(bounds[2] - bounds[0]), Math.round(bounds[3] - bounds[1])], titles, crossings};
+}"""
+
+
+def open_as_template(page, workflow: dict, name: str) -> None:
+    """Load ``workflow`` as the template browser opens one (fitted to the view)."""
+    page.evaluate("async ([wf, name]) => { await window.app.loadGraphData(wf, true, true, name, "
+                  "{openSource: 'template'}); }", [workflow, name])
+    page.wait_for_timeout(300)
+
+
+def layout_facts(page) -> dict:
+    """The open graph's zoom and text-drawing threshold, cut titles and links through nodes (_LAYOUT_FACTS_JS)."""
+    return page.evaluate(_LAYOUT_FACTS_JS)
 
 
 def screenshot_graph(page, path: Path) -> None:
@@ -1125,8 +1245,11 @@ def example_path(name: str, suffix: str = ".json") -> Path:
 
 
 def main(names: list[str]) -> int:
-    """(Re)build the examples named in ``names`` (all of them when empty)."""
-    from .browser import launch_browser
+    """(Re)build the examples named in ``names`` (all of them when empty); with --json-only, only their .json
+    (built and exported in the frontend, not run, no thumbnail)."""
+    json_only = "--json-only" in names
+    names = [name for name in names if name != "--json-only"]
+    from .browser import launch_browser, open_page
     from .comfy_env import use_host
     from .server import ComfyServer
 
@@ -1136,9 +1259,15 @@ def main(names: list[str]) -> int:
     link_example_models(base)
     with ComfyServer(base) as server, launch_browser() as browser:
         for example in [example for example in EXAMPLES if not names or example.name in names]:
-            workflow = make_thumbnail(browser, server, example, example_path(example.name, ".jpg"))
+            if json_only:
+                page = open_page(browser, server, width=1400, height=900)
+                build_in_frontend(page, example)
+                workflow = export_from_frontend(page)
+                page.close()
+            else:
+                workflow = make_thumbnail(browser, server, example, example_path(example.name, ".jpg"))
             example_path(example.name).write_text(json.dumps(workflow, indent=2) + "\n")
-            print(f"wrote {example.title}.json and .jpg")
+            print(f"wrote {example.title}.json" + ("" if json_only else " and .jpg"))
     return 0
 
 
