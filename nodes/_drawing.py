@@ -60,10 +60,72 @@ def _draw_steps_axis_and_legend(draw, left: float, right: float, bottom: float, 
     """The first and last step under the bars, then one coloured line per model."""
     draw.text((left, bottom + 4), "step 1", fill=FOREGROUND, font=_font(13))
     draw.text((right - 60, bottom + 4), f"step {steps}", fill=FOREGROUND, font=_font(13))
+    _draw_legend(draw, left, bottom + 26, legend)
+
+
+def _draw_legend(draw, left: float, top: float, legend: list[str], size: int = 15, line: int = 22) -> None:
+    """One line per model from ``top``, each after a box in the model's colour."""
+    box = round(size * 14 / 15)
     for index, text in enumerate(legend):
-        y = bottom + 26 + 22 * index
-        draw.rectangle([left, y + 2, left + 14, y + 16], fill=stage_color(index, len(legend)))
-        draw.text((left + 22, y), text, fill=FOREGROUND, font=_font(15))
+        y = top + line * index
+        pad = (size - box) // 2 + 2
+        draw.rectangle([left, y + pad, left + box, y + pad + box], fill=stage_color(index, len(legend)))
+        draw.text((left + box + 8, y), text, fill=FOREGROUND, font=_font(size))
+
+
+# the example thumbnails' card: twice the template browser's picture (about 270 x 175 pixels in frontend 1.49.6)
+CARD_SIZE = (560, 360)
+CARD_FONTS = {"title": 30, "count": 30, "row": 26, "legend": 26}  # pixels at CARD_SIZE: 12 and more on the card
+
+
+def draw_step_strips(rows: list[tuple[str, list[int]]], legend: list[str], title: str,
+                     size: tuple[int, int] = CARD_SIZE) -> Image.Image:
+    """Who runs which step, big enough for a small card: one strip of bars a step per row (labelled when there are
+    several), each bar coloured by the model that runs it (-1: no model decided yet, drawn as an outline), each
+    model's step count written on its run when one strip is drawn; a legend line per model below."""
+    fonts = CARD_FONTS
+    width, height = size
+    image = Image.new("RGB", size, BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    margin = 20
+    draw.text((margin, 14), title, fill=FOREGROUND, font=_font(fonts["title"]))
+    legend_line = round(fonts["legend"] * 1.4)
+    top, bottom = 14 + round(fonts["title"] * 1.6), height - margin - legend_line * len(legend)
+    labelled = len(rows) > 1
+    left = margin + (round(fonts["row"] * 2.6) if labelled else 0)
+    right = width - margin
+    row_height = (bottom - top) / len(rows)
+    for index, (label, stages) in enumerate(rows):
+        y0, y1 = top + index * row_height, top + (index + 1) * row_height - (6 if labelled else 10)
+        if labelled:
+            draw.text((margin, (y0 + y1) / 2 - fonts["row"] * 0.6), label, fill=FOREGROUND, font=_font(fonts["row"]))
+        bar = (right - left) / len(stages)
+        for step, stage in enumerate(stages):
+            x0, _, x1 = _bar_span(left + step * bar, bar, y0)
+            if stage < 0:
+                draw.rectangle([x0, y0, x1, y1], outline=GRID, width=2)
+            else:
+                draw.rectangle([x0, y0, x1, y1], fill=stage_color(stage, len(legend)))
+        if not labelled:  # each model's count on its run of steps, where it fits
+            for stage, first, count in _runs(stages):
+                text, font = str(count), _font(fonts["count"])
+                text_width = draw.textlength(text, font=font)
+                if stage >= 0 and count * bar >= text_width + 6:
+                    x = left + (first + count / 2) * bar - text_width / 2
+                    draw.text((x, (y0 + y1) / 2 - fonts["count"] * 0.6), text, fill=BACKGROUND, font=font)
+    _draw_legend(draw, margin, bottom + 6, legend, fonts["legend"], legend_line)
+    return image
+
+
+def _runs(stages: list[int]) -> list[tuple[int, int, int]]:
+    """(stage, first step, steps) of each run of steps one stage takes in a row."""
+    runs = []
+    for step, stage in enumerate(stages):
+        if runs and runs[-1][0] == stage:
+            runs[-1][2] += 1
+        else:
+            runs.append([stage, step, 1])
+    return [tuple(run) for run in runs]
 
 
 def draw_grid(images: torch.Tensor, captions: list[str], columns: int, on_tile=None) -> Image.Image:
