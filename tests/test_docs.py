@@ -88,3 +88,19 @@ def test_a_translated_help_page_names_inputs_and_outputs_as_its_ui_does(locale, 
                   for match in english_name.finditer(prose)]
     assert not found, f"{locale} help pages name these by their English ids, not by the {locale} labels:\n" + \
         "\n".join(found)
+
+
+def test_help_pictures_are_drawn_for_the_side_panels_width_with_legible_text():
+    # the node-help side panel shows a picture about 280 pixels wide (frontend 1.49.6): each help picture is drawn
+    # HELP_SIZE with the nodes' smallest text (13 pixels) scaled by HELP_SCALE, 11 pixels or more there
+    from PIL import Image
+
+    from tstitch_dev.docs import HELP_ASSETS, HELP_PICTURES, HELP_SCALE, HELP_SHOWN_WIDTH, HELP_SIZE
+
+    shown = {name for page in (PACK_ROOT / "web" / "docs").glob("*/*.md")
+             for name in re.findall(r"assets/(\w+\.png)", page.read_text(encoding="utf-8"))}
+    assert shown - {"digits_demo.png"} == set(HELP_PICTURES)  # the README's digits picture aside, all drawn here
+    assert 13 * HELP_SCALE * HELP_SHOWN_WIDTH / HELP_SIZE[0] >= 11
+    for name in HELP_PICTURES:
+        with Image.open(HELP_ASSETS / name) as picture:
+            assert picture.size == HELP_SIZE, name

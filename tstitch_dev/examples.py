@@ -2,8 +2,8 @@
 
 The JSON in example_workflows/ is what the ComfyUI frontend itself exports: ``python -m
 tstitch_dev.examples`` starts a server, builds each graph in the frontend through LiteGraph,
-exports it with the frontend's own Export command, runs it where its models can be built (so the
-thumbnail shows its own result) and screenshots it as the same-name .jpg the template browser shows.
+exports it with the frontend's own Export command, and draws its thumbnail, the same-name .jpg the
+template browser shows, from the exported file (tstitch_dev/thumbnails.py: who runs which step).
 ``python -m tstitch_dev.examples NAME ...`` (re)builds only the examples named.
 """
 
@@ -199,12 +199,9 @@ NEEDS_STAND_IN_TEXT_ENCODER = {"wan22_a14b_t2v_experts", "wan21_1.3b_to_14b", "w
                                "sd35_large_medium_pair", "ltxv_13b_2b_distilled_pair", "flux2_dev_klein_4b_guider"}
 
 
-# the thumbnail's run takes at most 2 steps per sampler; three stages until 0.2, 0.7 need 4 for each to run one
-# (1, 2 and 1), and with fewer the last stage would get none, which T-Stitch Stages refuses
+# a run in the frontend (the browser tests) takes at most 2 steps per sampler; three stages until 0.2, 0.7 need 4
+# for each to run one (1, 2 and 1), and with fewer the last stage would get none, which T-Stitch Stages refuses
 MOST_STEPS = {"sd15_stages_large_small_large": 4}
-# examples whose thumbnails show the graph unrun: Stage Sigmas fixes the step counts (no steps widget to lower),
-# and 20 steps at 512 pixels take minutes on a CPU (the server tests run it at 64 pixels)
-SHOWN_UNRUN = {"sd15_stage_sigmas_4_16"}
 
 
 @dataclass
@@ -1129,12 +1126,6 @@ def layout_facts(page) -> dict:
     return page.evaluate(_LAYOUT_FACTS_JS)
 
 
-def screenshot_graph(page, path: Path) -> None:
-    """The thumbnail the template browser shows."""
-    fit_graph(page)
-    page.screenshot(path=str(path), type="jpeg", quality=85)
-
-
 # every sampler's "steps" widget at most 2 while the graph runs, put back before the graph is shown: stand-in
 # weights make noise at any step count, and 20 steps of a 512x512 sweep take a quarter of an hour on a CPU
 # (the schedule preview samples nothing: it keeps its steps, so its plot is the committed one)
@@ -1177,49 +1168,17 @@ def run_in_frontend(page, server, timeout: float = 600, most_steps: int | None =
     return entry["outputs"]
 
 
-_SHOWN_IMAGES_JS = """() => window.app.graph.nodes.flatMap((node) => (node.imgs ?? []).map((img) => ({
-  id: String(node.id), type: node.type, src: img.src,
-  loads: node.type === 'LoadImage' ? node.widgets.find((w) => w.name === 'image')?.value : null})))"""
-
-
-def foreign_images(page, outputs: dict) -> list[str]:
-    """Images the page shows that its own graph neither loaded (LoadImage) nor made (``outputs`` of its run):
-    the frontend keeps shown images by node id, so another graph's can turn up on an unrelated node."""
-    from urllib.parse import parse_qs, urlparse
-
-    foreign = []
-    for shown in page.evaluate(_SHOWN_IMAGES_JS):
-        filename = parse_qs(urlparse(shown["src"]).query).get("filename", [""])[0]
-        own = {image["filename"] for image in outputs.get(shown["id"], {}).get("images", [])}
-        if filename not in own | {shown["loads"]}:
-            foreign.append(f"{filename or shown['src']} on {shown['type']} (node {shown['id']})")
-    return foreign
-
-
-def make_thumbnail(browser, server, example: Example, path: Path, run: bool = True) -> dict:
-    """Build ``example`` on a page of its own, export it, run it (when its models can be built) so the
-    thumbnail shows its own result, check that nothing foreign shows, and screenshot it. Returns the export."""
+def build_and_export(browser, server, example: Example) -> dict:
+    """Build ``example`` on a page of its own and return what the frontend's Export command writes for it."""
     from .browser import open_page
 
     page = open_page(browser, server, width=1400, height=900)
     try:
         page.evaluate("() => window.app.extensionManager.command.execute('Workspace.ToggleFocusMode')")
         build_in_frontend(page, example)
-        workflow = export_from_frontend(page)
-        fit_graph(page)
-        outputs = (run_in_frontend(page, server, most_steps=MOST_STEPS.get(example.name, 2))
-                   if run and example.name not in NEEDS_STAND_IN_TEXT_ENCODER | SHOWN_UNRUN else {})
-        # the thumbnail shows the committed graph (a node that showed outputs may save [] for "no widgets")
-        settings = lambda exported: [(n["id"], n["type"], n.get("widgets_values") or None) for n in exported["nodes"]]
-        if changed := [(now, was) for now, was in zip(settings(export_from_frontend(page)), settings(workflow))
-                       if now != was]:
-            raise RuntimeError(f"{example.name}: running it left its settings changed: {changed}")
-        if foreign := foreign_images(page, outputs):
-            raise RuntimeError(f"{example.name}'s thumbnail would show images of another graph: {foreign}")
-        screenshot_graph(page, path)
+        return export_from_frontend(page)
     finally:
         page.close()
-    return workflow
 
 
 def link_example_models(base: Path) -> None:
@@ -1245,13 +1204,14 @@ def example_path(name: str, suffix: str = ".json") -> Path:
 
 
 def main(names: list[str]) -> int:
-    """(Re)build the examples named in ``names`` (all of them when empty); with --json-only, only their .json
-    (built and exported in the frontend, not run, no thumbnail)."""
+    """(Re)build the examples named in ``names`` (all of them when empty) in the frontend, then their thumbnails
+    (with --json-only, the .json alone)."""
     json_only = "--json-only" in names
     names = [name for name in names if name != "--json-only"]
-    from .browser import launch_browser, open_page
+    from .browser import launch_browser
     from .comfy_env import use_host
     from .server import ComfyServer
+    from .thumbnails import main as draw_thumbnails
 
     use_host(cpu=True)  # the stand-in models are built with the host's model classes
     EXAMPLES_DIR.mkdir(exist_ok=True)
@@ -1259,16 +1219,10 @@ def main(names: list[str]) -> int:
     link_example_models(base)
     with ComfyServer(base) as server, launch_browser() as browser:
         for example in [example for example in EXAMPLES if not names or example.name in names]:
-            if json_only:
-                page = open_page(browser, server, width=1400, height=900)
-                build_in_frontend(page, example)
-                workflow = export_from_frontend(page)
-                page.close()
-            else:
-                workflow = make_thumbnail(browser, server, example, example_path(example.name, ".jpg"))
+            workflow = build_and_export(browser, server, example)
             example_path(example.name).write_text(json.dumps(workflow, indent=2) + "\n")
-            print(f"wrote {example.title}.json" + ("" if json_only else " and .jpg"))
-    return 0
+            print(f"wrote {example.title}.json")
+    return 0 if json_only else draw_thumbnails(names)
 
 
 if __name__ == "__main__":
