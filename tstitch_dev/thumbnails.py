@@ -34,6 +34,9 @@ UI_ONLY = {"MarkdownNote", "Note", "PrimitiveNode", "Reroute"}
 FAMILY_OF_FILE = {
     "sd-v1-4.ckpt": ("SD15", "EPS"), "bk-sdm-small.safetensors": ("SD15", "EPS"),
     "bk-sdm-tiny.safetensors": ("SD15", "EPS"),
+    # BK-SDM's published diffusers UNets, through Load BK-SDM UNet (T-Stitch)
+    "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors": ("SD15", "EPS"),
+    "bk-sdm-small/unet/diffusion_pytorch_model.safetensors": ("SD15", "EPS"),
     "sd_xl_base_1.0.safetensors": ("SDXL", "EPS"), "SSD-1B-A1111.safetensors": ("SDXL", "EPS"),
     "dit_s_256.pt": ("DiTImageNet", "EPS"), "dit_b_256.pt": ("DiTImageNet", "EPS"),
     "DiT-XL-2-256x256.pt": ("DiTImageNet", "EPS"),
@@ -46,7 +49,8 @@ FAMILY_OF_FILE.update({name: ("WAN21_T2V", "FLOW") for name in (
     "wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_t2v_14B_fp16.safetensors",
     "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
     "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors")})
-LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "UNETLoader": "unet_name", "TStitchDiTLoader": "dit_name"}
+LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "UNETLoader": "unet_name", "TStitchDiTLoader": "dit_name",
+           "TStitchBKSDMLoader": "unet_name"}
 PASS_MODEL = {"LoraLoaderModelOnly"}  # model in, model out: the model sampling unchanged
 PAIRS = {"TStitchModelPair", "TStitchGuider", "TStitchKSampler", "TStitchFractionSweep", "TStitchAgreementProbe"}
 
