@@ -470,9 +470,17 @@ def test_the_probe_shows_its_plot_on_its_node_after_a_run(browser, server):
         page.close()
 
 
-# the examples whose graphs are still too big for a laptop's fitted view (issue 30): the probe's Primitives and the
-# Wan Lightning examples' six columns of nodes
-TOO_BIG_FOR_A_LAPTOP = {"sd15_probe_then_pair", "wan22_a14b_t2v_lightning_4_4", "wan22_a14b_i2v_lightning_4_4"}
+# links that still cross a node they do not join, by example (layout_facts' measure of the committed graph at
+# 1366x768): the layout moves a crossed node down out of a link's way only while the graph still opens at a zoom
+# of 0.6 or more, and these are the crossings left where that room ran out (issue 30). Fewer is progress: lower
+# the number; more fails. Most are long links past a column (a loader's VAE or CLIP to a node two columns on) and,
+# in the probe, the five Primitives each feeding both the probe and KSampler.
+LINKS_THROUGH_NODES = {"sd15_three_stage_bk-sdm": 1, "sd15_img2img_pair": 3, "sd15_guider_per_model_cfg": 6,
+                       "sd15_probe_then_pair": 23, "sd15_fraction_sweep": 1, "sdxl_ssd-1b_lcm_lora": 8,
+                       "dit_s_b_xl_40_40_20": 2, "wan22_a14b_t2v_experts": 3, "wan22_a14b_t2v_lightning_4_4": 10,
+                       "wan22_a14b_i2v_lightning_4_4": 12, "wan21_1.3b_to_14b": 3,
+                       "sd15_stages_large_small_large": 2, "wan21_14b_1.3b_14b_stages": 3,
+                       "sd15_stage_sigmas_4_16": 2, "flux1_dev_lite_8b_pair": 2, "flux2_dev_klein_4b_guider": 10}
 
 
 @pytest.fixture(scope="module")
@@ -490,9 +498,7 @@ def laptop_page(browser, server):
     page.close()
 
 
-@pytest.mark.parametrize("name", [pytest.param(example.name, marks=pytest.mark.xfail(
-    strict=True, reason="still wider or taller than a laptop's view at a zoom with text"))
-    if example.name in TOO_BIG_FOR_A_LAPTOP else example.name for example in EXAMPLES])
+@pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_an_example_opens_on_a_laptop_at_a_zoom_where_the_frontend_draws_text(name, laptop_page):
     from tstitch_dev.examples import layout_facts, open_as_template
 
@@ -501,18 +507,29 @@ def test_an_example_opens_on_a_laptop_at_a_zoom_where_the_frontend_draws_text(na
     facts = layout_facts(laptop_page)
     screenshot(laptop_page, f"laptop_{name}")
     assert facts["canvas"] == [1366, 768] and facts["threshold"] == pytest.approx(8 / 14)
-    assert facts["scale"] >= facts["threshold"] and not facts["low_quality"], facts["size"]
+    # with a margin over the threshold: 0.6
+    assert facts["scale"] >= 0.6 > facts["threshold"] and not facts["low_quality"], facts["size"]
+
+
+@pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
+def test_an_examples_links_run_through_no_node_they_do_not_join(name, laptop_page):
+    from tstitch_dev.examples import layout_facts, open_as_template
+
+    example = next(example for example in EXAMPLES if example.name == name)
+    open_as_template(laptop_page, json.loads(example_path(name).read_text()), example.title)
+    crossings = layout_facts(laptop_page)["crossings"]
+    assert len(crossings) <= LINKS_THROUGH_NODES.get(name, 0), crossings
 
 
 @pytest.mark.parametrize("name", [example.name for example in EXAMPLES])
 def test_an_example_shows_every_title_whole_and_each_loaders_downloads(name, laptop_page):
-    from tstitch_dev.examples import DOWNLOADS, LOADER_FOLDERS, MODEL_EXTENSIONS, layout_facts, open_as_template
+    from tstitch_dev.examples import LOADER_FOLDERS, MODEL_EXTENSIONS, layout_facts, open_as_template
 
     example = next(example for example in EXAMPLES if example.name == name)
     open_as_template(laptop_page, json.loads(example_path(name).read_text()), example.title)
     assert layout_facts(laptop_page)["titles"] == []  # measured with the canvas's title font against the room
-    # each model file a loader names, as the frontend holds the node: an entry with its download link, unless it
-    # is published in another form (then the note says what to do: tests/test_examples.py)
+    # each model file a loader names, as the frontend holds the node: an entry with its download link (BK-SDM's
+    # through Load BK-SDM UNet from nota-ai's own files; T-Stitch's DiTs a Google Drive page, which the note explains)
     loaders = laptop_page.evaluate("""(extensions) => window.app.graph.nodes.map((node) => ({type: node.type,
       files: (node.widgets ?? []).map((w) => w.value).filter((v) => typeof v === 'string'
         && extensions.some((e) => v.endsWith(e))),
@@ -521,6 +538,4 @@ def test_an_example_shows_every_title_whole_and_each_loaders_downloads(name, lap
         folder = LOADER_FOLDERS[loader["type"]]
         entries = {entry["name"]: entry for entry in loader["models"]}
         for file in loader["files"]:
-            if DOWNLOADS[folder, file].url is None:
-                continue
             assert entries[file]["url"].startswith("https://") and entries[file]["directory"] == folder, file

@@ -29,13 +29,15 @@ EXAMPLES_DIR = PACK_ROOT / "example_workflows"
 EXAMPLE_FILES = {
     # CompVis publishes SD v1.4 as a pickled .ckpt: its stand-in is one too
     ("checkpoints", "sd-v1-4.ckpt"): lambda: models.ensure_checkpoint(models.TINY_SD15_LARGE, suffix=".ckpt"),
-    ("checkpoints", "bk-sdm-small.safetensors"):
-        lambda: models.ensure_checkpoint(models.TINY_SD15_MEDIUM, text_encoder_seed=None),
+    # BK-SDM-Tiny converted to a checkpoint (tools/bk_sdm_to_checkpoint.py): no example loads it, the fuzzer's
+    # suppliers do (tstitch_dev/fuzz.py)
     ("checkpoints", "bk-sdm-tiny.safetensors"):
         lambda: models.ensure_checkpoint(models.TINY_SD15_SMALL, text_encoder_seed=None),
-    # nota-ai's own file, in diffusers format, as the pack's BK-SDM loader reads it
+    # nota-ai's own files, in diffusers format, as the pack's BK-SDM loader reads them
     ("diffusion_models", "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors"):
         lambda: ensure_diffusers_unet(models.TINY_SD15_SMALL),
+    ("diffusion_models", "bk-sdm-small/unet/diffusion_pytorch_model.safetensors"):
+        lambda: ensure_diffusers_unet(models.TINY_BK_SDM_SMALL),
     ("checkpoints", "sd_xl_base_1.0.safetensors"): lambda: models.ensure_checkpoint(models.TINY_SDXL),
     ("checkpoints", "SSD-1B-A1111.safetensors"):
         lambda: models.ensure_checkpoint(models.TINY_SDXL_SMALL, text_encoder_seed=None),
@@ -108,8 +110,6 @@ class Download:
 _COMFY_WAN21 = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 _COMFY_WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
 _FLUX_TEXT_ENCODERS = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main"
-_CONVERT = ("published in diffusers format only: convert {repo} with the pack's tools/bk_sdm_to_checkpoint.py "
-            "(README, BK-SDM checkpoints)")
 _RENAME = "published as pytorch_lora_weights.safetensors: save it under this name"
 _DRIVE = "T-Stitch's own DiT, on Google Drive (open the link, download, save it under this name)"
 # Every file EXAMPLE_FILES names, by (model folder, file name): the URLs are those ComfyUI's own templates give for
@@ -117,10 +117,9 @@ _DRIVE = "T-Stitch's own DiT, on Google Drive (open the link, download, save it 
 DOWNLOADS = {
     ("checkpoints", "sd-v1-4.ckpt"):
         Download("https://huggingface.co/CompVis/stable-diffusion-v-1-4-original/resolve/main/sd-v1-4.ckpt"),
-    ("checkpoints", "bk-sdm-small.safetensors"): Download(None, _CONVERT.format(repo="nota-ai/bk-sdm-small")),
-    ("checkpoints", "bk-sdm-tiny.safetensors"): Download(None, _CONVERT.format(repo="nota-ai/bk-sdm-tiny")),
-    ("diffusion_models", "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors"):
-        Download("https://huggingface.co/nota-ai/bk-sdm-tiny/resolve/main/unet/diffusion_pytorch_model.safetensors"),
+    **{("diffusion_models", f"bk-sdm-{size}/unet/diffusion_pytorch_model.safetensors"): Download(
+        f"https://huggingface.co/nota-ai/bk-sdm-{size}/resolve/main/unet/diffusion_pytorch_model.safetensors")
+       for size in ("tiny", "small")},
     ("checkpoints", "sd_xl_base_1.0.safetensors"): Download(
         "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors"),
     ("checkpoints", "SSD-1B-A1111.safetensors"):
@@ -261,9 +260,11 @@ def note_text(example: Example) -> str:
 PROMPT = "a photograph of an astronaut riding a horse on the moon, detailed, sharp focus"
 NEGATIVE = "blurry, low quality, watermark"
 BK_SDM_TINY_UNET = "bk-sdm-tiny/unet/diffusion_pytorch_model.safetensors"  # as nota-ai/bk-sdm-tiny downloads
+BK_SDM_SMALL_UNET = "bk-sdm-small/unet/diffusion_pytorch_model.safetensors"
 
 
-LOADERS, MIDDLE, SAMPLER, DECODE, SAVE = range(5)  # layout columns
+LOADERS, MIDDLE, SAMPLER, DECODE = range(4)  # layout columns
+SAVE = DECODE  # a save under its decode (the layout moves it right of it where that fits better)
 # widths narrower than the frontend's defaults (a prompt's box wraps its text), so that a graph opens on a laptop
 # (1366x768) at a zoom where the frontend still draws text; a node is never narrower than its title
 WIDTHS = {"CLIPTextEncode": 280, "SaveImage": 260, "SaveAnimatedWEBP": 260}
@@ -271,6 +272,11 @@ WIDTHS = {"CLIPTextEncode": 280, "SaveImage": 260, "SaveAnimatedWEBP": 260}
 
 def _loader(key, file_name, title):
     return Node(key, "CheckpointLoaderSimple", LOADERS, {"ckpt_name": file_name}, title)
+
+
+def _bk_sdm(key, unet_name=BK_SDM_TINY_UNET, title="Small: BK-SDM-Tiny"):
+    """A BK-SDM UNet as nota-ai publishes it (diffusers format), through Load BK-SDM UNet: no conversion step."""
+    return Node(key, "TStitchBKSDMLoader", LOADERS, {"unet_name": unet_name, "weight_dtype": "default"}, title)
 
 
 def _prompts_and_output(filename_prefix):
@@ -349,7 +355,8 @@ _WAN_LINKS = [("text_encoder", 0, "positive", "clip"), ("text_encoder", 0, "nega
 
 # Wan 2.2 A14B with the Lightning LoRA on each expert, 4 + 4 steps through T-Stitch Stage Sigmas, as ComfyUI's
 # own Wan 2.2 14B templates set the Lightning LoRAs up (strength 1, shift 5 on both experts, cfg 1, euler, simple)
-W_LOADERS, W_EXPERTS, W_MIDDLE, W_SIGMAS, W_SAMPLER, W_SAVE = range(6)  # layout columns
+W_LOADERS, W_EXPERTS, W_MIDDLE, W_SIGMAS, W_SAMPLER = range(5)  # layout columns
+W_SAVE = W_SAMPLER
 WAN_PROMPT = "a red fox running through fresh snow, slow motion"
 WAN_NEGATIVE = "blurry, static, low quality"
 
@@ -444,8 +451,7 @@ _OUTPUT_LINKS = [("sampler", 0, "decode", "samples"), ("decode", 0, "save", "ima
 EXAMPLES = [
     Example(
         "sd15_bk-sdm-tiny_pair",
-        [Node("small", "TStitchBKSDMLoader", LOADERS, {"unet_name": BK_SDM_TINY_UNET, "weight_dtype": "default"},
-              "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_sd15"), _empty_latent(512),
          _ksampler()],
@@ -459,7 +465,7 @@ EXAMPLES = [
     ),
     Example(
         "sd15_tstitch_ksampler",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          *_prompts_and_output("tstitch_ksampler"), _empty_latent(512),
          Node("sampler", "TStitchKSampler", SAMPLER, {
@@ -487,8 +493,8 @@ EXAMPLES = [
     ),
     Example(
         "sd15_three_stage_bk-sdm",
-        [_loader("tiny", "bk-sdm-tiny.safetensors", "Stage 1: BK-SDM-Tiny"),
-         _loader("base", "bk-sdm-small.safetensors", "Stage 2: BK-SDM-Small"),
+        [_bk_sdm("tiny", title="Stage 1: BK-SDM-Tiny"),
+         _bk_sdm("base", BK_SDM_SMALL_UNET, "Stage 2: BK-SDM-Small"),
          _loader("large", "sd-v1-4.ckpt", "Stage 3: SD v1.4"),
          _pair("inner", 0.5, "Pair: stages 2-3 (50%)"), _pair("outer", 0.2, "Pair: stage 1 (20%)"),
          *_prompts_and_output("tstitch_three_stage"), _empty_latent(512), _ksampler()],
@@ -504,7 +510,7 @@ EXAMPLES = [
     ),
     Example(
         "sd15_img2img_pair",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          Node("image", "LoadImage", LOADERS, {"image": "example.png"}),
          _pair("pair", 0.4, "T-Stitch Model Pair"), *_prompts_and_output("tstitch_img2img"),
@@ -520,7 +526,7 @@ EXAMPLES = [
     ),
     Example(
         "sd15_guider_per_model_cfg",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          *_prompts_and_output("tstitch_guider")[:2], _empty_latent(512),
          Node("guider", "TStitchGuider", SAMPLER, {"small_fraction": 0.4, "switch_by": "steps", "small_cfg": 4.0,
@@ -545,7 +551,7 @@ EXAMPLES = [
     ),
     Example(
         "sd15_schedule_preview",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.4, "T-Stitch Model Pair"),
          Node("preview", "TStitchSchedulePreview", SAMPLER, {"steps": 25, "scheduler": "karras", "denoise": 1.0})],
@@ -558,7 +564,7 @@ EXAMPLES = [
     ),
     Example(
         "sd15_probe_then_pair",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          Node("positive", "CLIPTextEncode", MIDDLE, {"text": PROMPT}, "Positive prompt"),
          Node("negative", "CLIPTextEncode", MIDDLE, {"text": NEGATIVE}, "Negative prompt"), _empty_latent(512),
@@ -568,11 +574,13 @@ EXAMPLES = [
          Node("pair", "TStitchModelPair", DECODE + 1, {"small_fraction": 0.4, "switch_by": "steps"},
               "T-Stitch Model Pair: the suggested fraction"),
          Node("sampler", "KSampler", DECODE + 1, {**SAMPLING, "control_after_generate": "fixed", "denoise": 1.0}),
-         Node("decode", "VAEDecode", SAVE + 1),
-         Node("save", "SaveImage", SAVE + 2, {"filename_prefix": "tstitch_probe"}),
+         Node("decode", "VAEDecode", DECODE + 2),
+         Node("save", "SaveImage", DECODE + 2, {"filename_prefix": "tstitch_probe"}),
          # the probe must follow the trajectory the sampler runs: one Primitive gives both each setting (it takes
          # its widget from the probe, the seed's fixed after a run)
-         *(Node(name, "PrimitiveNode", SAMPLER, {name: value}, name) for name, value in SAMPLING.items())],
+         # (three under the loaders, two under the probe)
+         *(Node(name, "PrimitiveNode", LOADERS if index < 3 else SAMPLER + 1, {name: value}, name)
+           for index, (name, value) in enumerate(SAMPLING.items()))],
         [("small", 0, "probe", "small_model"), ("large", 0, "probe", "large_model"),
          ("positive", 0, "probe", "positive"), ("negative", 0, "probe", "negative"),
          ("latent", 0, "probe", "latent_image"), ("probe", 2, "pair", "small_fraction"), *_PAIR_LINKS,
@@ -588,7 +596,7 @@ EXAMPLES = [
     ),
     Example(
         "sd15_fraction_sweep",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          *_prompts_and_output("tstitch_sweep")[:2], _empty_latent(512),
          Node("sweep", "TStitchFractionSweep", SAMPLER, {
@@ -596,7 +604,7 @@ EXAMPLES = [
              "control_after_generate": "fixed", "steps": 25, "cfg": 7.5, "sampler_name": "dpmpp_2m",
              "scheduler": "karras", "denoise": 1.0}),
          Node("save", "SaveImage", DECODE, {"filename_prefix": "tstitch_sweep"}, "Save the grid"),
-         Node("save_tradeoff", "SaveImage", SAVE, {"filename_prefix": "tstitch_sweep_tradeoff"},
+         Node("save_tradeoff", "SaveImage", DECODE, {"filename_prefix": "tstitch_sweep_tradeoff"},
               "Save the speed/quality plot")],
         [("small", 0, "sweep", "small_model"), ("large", 0, "sweep", "large_model"), ("large", 2, "sweep", "vae"),
          ("large", 1, "positive", "clip"), ("large", 1, "negative", "clip"), ("positive", 0, "sweep", "positive"),
@@ -681,7 +689,7 @@ EXAMPLES = [
         # offload_idle_model: two 14B experts rarely fit together, so only the running one stays loaded
         "wan22_a14b_t2v_lightning_4_4",
         [*_lightning_experts("t2v", "v1.1"), *_lightning_sampling("tstitch_wan22_lightning"),
-         Node("latent", "EmptyHunyuanLatentVideo", W_MIDDLE, {"width": 832, "height": 480, "length": 33,
+         Node("latent", "EmptyHunyuanLatentVideo", W_SIGMAS, {"width": 832, "height": 480, "length": 33,
                                                               "batch_size": 1}),
          Node("guider", "TStitchGuider", W_MIDDLE, {"small_fraction": 0.125, "switch_by": "timestep", "small_cfg": 1.0,
                                                    "large_cfg": 1.0, "offload_idle_model": True},
@@ -739,7 +747,7 @@ EXAMPLES = [
         # FlowBlending's order: the large model draws the layout and finishes the details, the small one the middle
         "sd15_stages_large_small_large",
         [_loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
-         _loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+         _bk_sdm("small"),
          _stages("stages", "0.2, 0.7", "T-Stitch Stages: large to 0.2, small to 0.7, large"),
          *_prompts_and_output("tstitch_stages"), _empty_latent(512), _ksampler()],
         [*_STAGES_LINKS, ("latent", 0, "sampler", "latent_image"), *_PROMPT_LINKS],
@@ -769,7 +777,7 @@ EXAMPLES = [
         # each model its own count: 4 BK-SDM-Tiny steps, then 16 of SD v1.4, each stage spaced by karras in its own
         # model's time; with switch_by steps the pair's fraction is the counts' split, 4 / 20
         "sd15_stage_sigmas_4_16",
-        [_loader("small", "bk-sdm-tiny.safetensors", "Small: BK-SDM-Tiny"),
+        [_bk_sdm("small"),
          _loader("large", "sd-v1-4.ckpt", "Large: SD v1.4"),
          _pair("pair", 0.2, "T-Stitch Model Pair: 4 of 20 steps"),
          *_prompts_and_output("tstitch_stage_sigmas"), _empty_latent(512),
@@ -912,7 +920,6 @@ _BUILD_JS = """async (example) => {
   const graph = window.app.graph;
   graph.clear();
   const nodes = {};
-  const columns = [];
   // a widget's value; false where the node has no such widget yet (a Primitive gets its widgets when linked)
   const set = (node, name, value) => {
     const widget = (node.widgets ?? []).find((w) => w.name === name);
@@ -926,7 +933,6 @@ _BUILD_JS = """async (example) => {
     // the files a loader names, with where to download them (ComfyUI's templates carry the same)
     if (spec.models.length) node.properties.models = spec.models;
     graph.add(node);
-    (columns[spec.column] ??= []).push(node);
     for (const [name, value] of Object.entries(spec.widgets)) set(node, name, value);
     nodes[spec.key] = node;
   }
@@ -952,18 +958,34 @@ _BUILD_JS = """async (example) => {
   // about the height the note's text takes at a width (the frontend's font: about 4 pixels a character, 14 a line)
   const noteHeight = (lines, width) => 60 + 14 * lines.reduce(
     (sum, length) => sum + (Math.ceil(length / Math.floor((width - 40) / 4)) || 1), 0);
-  // columns left to right, GAP_X apart, each node under the one before, GAP_Y apart; a column taller than a
-  // height limit goes on in a column beside it, and the note sits at the foot of one column or left of the graph.
-  // Of every limit and note place, the layout kept is the one a laptop's view (1366x768) fits at the largest zoom:
-  // the frontend draws no text below a zoom of 0.57 (tests/test_browser.py checks each example opens above it).
-  const GAP_X = 40, GAP_Y = 30, VIEW = [1366, 768];
+  // a node fed by another of its column may go one column further right (tried both ways): a chain (loader, LoRA,
+  // shift) then reads left to right, and its links never run back across the column
+  const columnsOf = (chains) => {
+    const level = new Map(example.nodes.map((spec) => [nodes[spec.key], spec.column * 100]));
+    for (let changed = chains; changed;) {
+      changed = false;
+      for (const [from, , to] of example.links) {
+        const a = level.get(nodes[from]), b = level.get(nodes[to]);
+        if (Math.floor(a / 100) === Math.floor(b / 100) && b <= a) { level.set(nodes[to], a + 1); changed = true; }
+      }
+    }
+    return [...new Set(level.values())].sort((a, b) => a - b)
+      .map((at) => example.nodes.map((spec) => nodes[spec.key]).filter((node) => level.get(node) === at));
+  };
+  // columns left to right, GAP_X apart, each node under the one before, GAP_Y apart and as wide as its column; a
+  // column taller than a height limit goes on in a column beside it, and the note sits at the foot of one column or
+  // left of the graph. A link that would cross a node it does not join (sampled along the curve the frontend draws:
+  // control points a quarter of its length out of each end, horizontally) moves that node, and those under it, down
+  // below the link. Of every limit and note place, the layout kept is the one with the fewest such links that a
+  // laptop's view (1366x768) fits at the largest zoom: the frontend draws no text below a zoom of 0.57
+  // (tests/test_browser.py checks each example opens above it, with no link through a node).
+  const GAP_X = 40, GAP_Y = 30, VIEW = [1366, 768], MOST_BELOW = 400;
+  const own = new Map(graph.nodes.map((node) => [node, node.size[0]]));
   const height = (node) => node.size[1] + titleHeight;
-  const stackWidth = (stack) => Math.max(...stack.map((n) => n.size[0]));
-  const stackHeight = (stack) => stack.reduce((sum, n) => sum + height(n) + GAP_Y, -GAP_Y);
-  const split = (limit) => {
+  const stackWidth = (stack) => Math.max(...stack.map((n) => own.get(n) ?? 0));
+  const split = (columns, limit) => {
     const stacks = [];
     for (const column of columns) {
-      if (!column?.length) continue;
       let stack = [], used = 0;
       for (const node of column) {
         if (stack.length && used + height(node) > limit) { stacks.push(stack); stack = []; used = 0; }
@@ -981,39 +1003,93 @@ _BUILD_JS = """async (example) => {
     graph.add(note);
     note.widgets[0].value = example.note.text;
   }
-  let best = null;
-  for (let limit = 400; limit <= 1600; limit += 20) {
-    const stacks = split(limit);
-    for (let at = -1; at < (note ? stacks.length : 0); at++) {
-      const widths = stacks.map(stackWidth), heights = stacks.map(stackHeight);
-      let noteWidth = 0;
-      if (note && at < 0) {
-        noteWidth = 360;
-        widths.unshift(noteWidth);
-        heights.unshift(noteHeight(example.note.lines, noteWidth) + titleHeight);
-      } else if (note) {
-        noteWidth = widths[at] = Math.max(widths[at], 300);
-        heights[at] += GAP_Y + noteHeight(example.note.lines, noteWidth) + titleHeight;
+  const place = (stacks, below) => {
+    let x = 0;
+    for (const stack of stacks) {
+      const width = stack.length === 1 && stack[0] === note ? 360 : Math.max(stackWidth(stack), note && stack.includes(note) ? 300 : 0);
+      let y = 0;
+      for (const node of stack) {
+        y += below.get(node) ?? 0;
+        node.setSize([width, node === note ? noteHeight(example.note.lines, width) : node.size[1]]);
+        node.pos = [x, y];
+        y += height(node) + GAP_Y;
       }
-      const width = widths.reduce((a, b) => a + b + GAP_X, -GAP_X), tall = Math.max(...heights);
-      const zoom = Math.min(VIEW[0] / (width + 20), VIEW[1] / (tall + 20));
-      if (!best || zoom > best.zoom + 1e-9) best = {zoom, stacks, at, noteWidth};
+      x += width + GAP_X;
+    }
+  };
+  // a node's area with its title (boundingRect is brought up to date only as the canvas draws)
+  const rect = (node) => [node.pos[0], node.pos[1] - titleHeight, node.size[0], node.size[1] + titleHeight];
+  const curve = (a, b) => {
+    const dist = Math.hypot(b[0] - a[0], b[1] - a[1]) * 0.25, c1 = [a[0] + dist, a[1]], c2 = [b[0] - dist, b[1]];
+    return Array.from({length: 63}, (_, i) => {
+      const t = (i + 1) / 64, u = 1 - t;
+      return [u ** 3 * a[0] + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t ** 3 * b[0],
+              u ** 3 * a[1] + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t ** 3 * b[1]];
+    });
+  };
+  // each (link's end nodes, node crossed, lowest point of the link over that node)
+  const crossings = () => {
+    const found = [];
+    for (const link of Object.values(graph.links ?? {})) {
+      if (!link) continue;
+      const from = graph.getNodeById(link.origin_id), to = graph.getNodeById(link.target_id);
+      const points = curve(from.getOutputPos(link.origin_slot), to.getInputPos(link.target_slot));
+      for (const node of graph.nodes) {
+        if (node === from || node === to) continue;
+        const [rx, ry, rw, rh] = rect(node);
+        const over = points.filter(([x, y]) => x > rx && x < rx + rw);
+        if (over.some(([, y]) => y > ry && y < ry + rh)) found.push({from, to, node, lowest: Math.max(...over.map(([, y]) => y))});
+      }
+    }
+    return found;
+  };
+  const stackOf = (stacks, node) => stacks.find((stack) => stack.includes(node));
+  const zoomNow = () => {
+    const rects = graph.nodes.map(rect);
+    const width = Math.max(...rects.map(([x, , w]) => x + w)) - Math.min(...rects.map(([x]) => x));
+    const tall = Math.max(...rects.map(([, y, , h]) => y + h)) - Math.min(...rects.map(([, y]) => y));
+    return Math.min(VIEW[0] / (width + 20), VIEW[1] / (tall + 20));
+  };
+  // the layout as placed, then after each node moved down out of a link's way: every step is a candidate
+  const arrange = (stacks, consider) => {
+    const below = new Map(), kept = new Set();
+    for (let round = 0; round < 40; round++) {
+      place(stacks, below);
+      const left = crossings();
+      consider({stacks, below: new Map(below), crossed: left.length, zoom: zoomNow()});
+      // moving a node down helps only where neither end of the link moves with it
+      // (the smallest such move first)
+      const push = ({node, lowest}) => Math.max(lowest - node.pos[1] + titleHeight + 12, 12);
+      const movable = left.filter(({from, to, node}) => {
+        const stack = stackOf(stacks, node), at = stack.indexOf(node);
+        return !kept.has(`${from.id}>${to.id}@${node.id}`) && ![from, to].some((end) => stack.indexOf(end) >= at);
+      }).sort((a, b) => push(a) - push(b))[0];
+      if (!movable) break;
+      const {from, to, node} = movable, now = (below.get(node) ?? 0) + push(movable);
+      if (now > MOST_BELOW) kept.add(`${from.id}>${to.id}@${node.id}`); else below.set(node, now);
+    }
+  };
+  // fitted, the frontend's view is 3/4 of the width or the height it fits: 0.81 of it is a zoom of 0.61
+  const ENOUGH = 0.81;
+  const better = (a, b) => !b || ((a.zoom >= ENOUGH) !== (b.zoom >= ENOUGH) ? a.zoom >= ENOUGH
+    : a.zoom < ENOUGH ? a.zoom > b.zoom + 1e-9 || (a.zoom > b.zoom - 1e-9 && a.crossed < b.crossed)
+    : a.crossed !== b.crossed ? a.crossed < b.crossed : a.zoom > b.zoom + 1e-9);
+  let best = null;
+  const tried = new Set();
+  for (const chains of [true, false]) {
+    const columns = columnsOf(chains);
+    for (let limit = 400; limit <= 1600; limit += 20) {
+      const columnsSplit = split(columns, limit), shape = columnsSplit.map((stack) => stack.map((n) => n.id)).join('|');
+      if (tried.has(shape)) continue;
+      tried.add(shape);
+      for (let at = -1; at < (note ? columnsSplit.length : 0); at++) {
+        const stacks = columnsSplit.map((stack) => [...stack]);
+        if (note) { if (at < 0) stacks.unshift([note]); else stacks[at].push(note); }
+        arrange(stacks, (layout) => { if (better(layout, best)) best = layout; });
+      }
     }
   }
-  const stacks = best.stacks.map((stack) => [...stack]);
-  if (note) {
-    note.size = [best.noteWidth, noteHeight(example.note.lines, best.noteWidth)];
-    if (best.at < 0) stacks.unshift([note]); else stacks[best.at].push(note);
-  }
-  let x = 0;
-  for (const stack of stacks) {
-    let y = 0;
-    for (const node of stack) {
-      node.pos = [x, y];
-      y += height(node) + GAP_Y;
-    }
-    x += stackWidth(stack) + GAP_X;
-  }
+  place(best.stacks, best.below);
   graph.setDirtyCanvas(true, true);
 }"""
 

@@ -60,6 +60,9 @@ MINI_SD15_MEDIUM = UNetSpec("mini-sd15-medium", "sd15", (1,), (2,), (1,), middle
 MINI_SD15_LARGE = UNetSpec("mini-sd15-large", "sd15", (1,), (1,), (1,), middle_block=True, seed=9)
 MINI_SD15_SMALL_ALT = UNetSpec("mini-sd15-small-alt", "sd15", (1,), (1,), (1,), middle_block=False, seed=12)
 TINY_SD15_SMALL_ALT = UNetSpec("tiny-sd15-small-alt", "sd15", (1, 2), (1, 1), (1, 1), middle_block=False, seed=5)
+# BK-SDM-Small's stand-in: one level more than Tiny's (as nota-ai's Small keeps the level Tiny drops), one res block
+# in each, no middle block; uniform blocks, which diffusers' layout (and so the BK-SDM loader's file) needs
+TINY_BK_SDM_SMALL = UNetSpec("tiny-bk-sdm-small", "sd15", (1, 2, 2), (1, 1, 1), (1, 1, 1), middle_block=False, seed=13)
 TINY_SDXL = UNetSpec("tiny-sdxl", "sdxl", (1, 1, 1), (1, 1, 1), (0, 2, 5), middle_block=False, seed=3)
 # detected as Segmind_Vega, whose transformer depths it copies at a quarter of the width
 TINY_SDXL_SMALL = UNetSpec("tiny-sdxl-small", "sdxl", (1, 1, 1), (2, 2, 2), (0, 1, 2), middle_block=False, seed=6)
