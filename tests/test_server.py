@@ -254,7 +254,8 @@ def test_a_missing_model_link_is_a_validation_error_at_the_pair(server, pair_api
 def test_a_wrongly_typed_link_is_a_validation_error_at_the_pair(server, pair_api):
     api = copy.deepcopy(pair_api)
     pair = node_id(api, "TStitchModelPair")
-    api[pair]["inputs"]["small_model"] = [api[pair]["inputs"]["small_model"][0], 1]  # the loader's CLIP output
+    # the large checkpoint loader's CLIP output (the small model's loader, Load BK-SDM UNet, has only a MODEL)
+    api[pair]["inputs"]["small_model"] = [api[pair]["inputs"]["large_model"][0], 1]
     error = rejected(server, api)
     (problem,) = error.body["node_errors"][pair]["errors"]
     assert problem["type"] == "return_type_mismatch" and "CLIP" in problem["details"]
@@ -270,8 +271,8 @@ def test_the_server_keeps_serving_after_rejected_prompts(server, pair_api):
 
 def test_incompatible_models_fail_at_the_pair_node_with_both_named(server, pair_api):
     api = copy.deepcopy(pair_api)
-    small_loader = api[node_id(api, "TStitchModelPair")]["inputs"]["small_model"][0]
-    api[small_loader]["inputs"]["ckpt_name"] = "SSD-1B-A1111.safetensors"
+    large_loader = api[node_id(api, "TStitchModelPair")]["inputs"]["large_model"][0]  # a checkpoint loader
+    api[large_loader]["inputs"]["ckpt_name"] = "SSD-1B-A1111.safetensors"
     entry = server.run(api)
     assert entry["status"]["status_str"] == "error"
     (error,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
