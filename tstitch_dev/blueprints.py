@@ -80,6 +80,9 @@ BLUEPRINTS = [
 _PUBLISH_JS = """async ({inside, name, description, labels}) => {
   const app = window.app, graph = app.graph, canvas = app.canvas, command = app.extensionManager.command;
   const failed = (what) => (error) => { throw new Error(`${what}: ${error}`); };
+  // the example's reroutes route its links around its layout, not the subgraph's: Convert to Subgraph would keep
+  // their ids on the links inside (parentId) without the reroutes
+  for (const id of [...graph.reroutes.keys()]) graph.removeReroute(id);
   canvas.deselectAll();
   for (const index of inside) canvas.select(graph.nodes[index]);
   await command.execute('Comfy.Graph.ConvertToSubgraph', {errorHandler: failed('convert')});

@@ -915,8 +915,45 @@ EXAMPLES = [
     ),
 ]
 
+# The curve LiteGraph draws for a link (spline mode), sampled: from the output to the input with control points a
+# quarter of its length out of each end, horizontally; through reroutes, one piece per reroute, whose control
+# points follow each reroute's angle (Reroute.calculateAngle: halfway between the way in and the way out, at most
+# Reroute.maxSplineOffset out: the setting LiteGraph.Reroute.SplineOffset, 20 by default) as
+# LGraphCanvas._renderAllLinkSegments draws them. ``via``: [{pos, cos, sin, control}], from the output.
+_CURVE_JS = """
+  const bezier = (p0, c1, c2, p1) => Array.from({length: 63}, (_, i) => {
+    const t = (i + 1) / 64, u = 1 - t;
+    return [u ** 3 * p0[0] + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t ** 3 * p1[0],
+            u ** 3 * p0[1] + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t ** 3 * p1[1]];
+  });
+  const distance = (a, b) => Math.hypot(b[0] - a[0], b[1] - a[1]), most = LiteGraph.Reroute.maxSplineOffset;
+  const drawnCurve = (a, b, via) => {
+    const points = [];
+    let start = a, out = [distance(a, via[0]?.pos ?? b) * 0.25, 0];
+    for (const [i, reroute] of via.entries()) {
+      const r = reroute.pos, next = via[i + 1]?.pos ?? b;
+      points.push(...bezier(start, [start[0] + out[0], start[1] + out[1]],
+                            [r[0] + reroute.control[0], r[1] + reroute.control[1]], r), [...r]);
+      const reach = Math.min(most, distance(r, next) * 0.25);
+      start = r; out = [reach * reroute.cos, reach * reroute.sin];
+    }
+    const back = distance(start, b) * 0.25;
+    return [...points, ...bezier(start, [start[0] + out[0], start[1] + out[1]], [b[0] - back, b[1]], b)];
+  };
+  // a reroute's angle as Reroute.calculateAngle works it out, for a reroute with one link
+  const rerouteAt = (parent, pos, next) => {
+    const way = Math.atan2(next[1] - pos[1], next[0] - pos[0]), into = Math.atan2(pos[1] - parent[1], pos[0] - parent[0]);
+    let half = (into - way) * 0.5;
+    if (Math.abs(half) > Math.PI * 0.5) half += Math.PI;
+    const reach = Math.min(most, distance(parent, pos) * 0.25), angle = into - half;
+    return {pos, cos: Math.cos(angle), sin: Math.sin(angle), control: [-reach * Math.cos(angle), -reach * Math.sin(angle)]};
+  };
+  const rerouted = (a, b, positions) => positions.map((pos, i) => rerouteAt(positions[i - 1] ?? a, pos, positions[i + 1] ?? b));
+"""
+
 # Builds one example in the page's graph through LiteGraph, as a user dragging nodes would.
 _BUILD_JS = """async (example) => {
+""" + _CURVE_JS + """
   const graph = window.app.graph;
   graph.clear();
   const nodes = {};
@@ -1019,14 +1056,7 @@ _BUILD_JS = """async (example) => {
   };
   // a node's area with its title (boundingRect is brought up to date only as the canvas draws)
   const rect = (node) => [node.pos[0], node.pos[1] - titleHeight, node.size[0], node.size[1] + titleHeight];
-  const curve = (a, b) => {
-    const dist = Math.hypot(b[0] - a[0], b[1] - a[1]) * 0.25, c1 = [a[0] + dist, a[1]], c2 = [b[0] - dist, b[1]];
-    return Array.from({length: 63}, (_, i) => {
-      const t = (i + 1) / 64, u = 1 - t;
-      return [u ** 3 * a[0] + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t ** 3 * b[0],
-              u ** 3 * a[1] + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t ** 3 * b[1]];
-    });
-  };
+  const curve = (a, b) => drawnCurve(a, b, []);
   // each (link's end nodes, node crossed, lowest point of the link over that node)
   const crossings = () => {
     const found = [];
@@ -1090,6 +1120,53 @@ _BUILD_JS = """async (example) => {
     }
   }
   place(best.stacks, best.below);
+  // a link still through a node goes by reroutes (as a user adds them: Alt+click on the link) in the gaps between
+  // columns, clear of every node and inside the graph's bounds (the view it fits stays the same): one; two at one
+  // height; two in one gap (up or down it); or down a gap, along a height and up another. Of those through the
+  // fewest nodes (with a margin), the fewest reroutes and then the shortest way, if fewer than with none
+  const MARGIN = 12;
+  const clear = (point) => graph.nodes.every((node) => {
+    const [rx, ry, rw, rh] = rect(node);
+    return point[0] < rx - MARGIN || point[0] > rx + rw + MARGIN || point[1] < ry - MARGIN || point[1] > ry + rh + MARGIN;
+  });
+  const through = (from, to, points, margin) => graph.nodes.filter((node) => node !== from && node !== to
+    && points.some(([x, y]) => {
+      const [rx, ry, rw, rh] = rect(node);
+      return x > rx - margin && x < rx + rw + margin && y > ry - margin && y < ry + rh + margin;
+    })).length;
+  const rects = graph.nodes.map(rect);
+  const top = Math.min(...rects.map(([, y]) => y)), bottom = Math.max(...rects.map(([, y, , h]) => y + h));
+  let right = 0;
+  const gaps = best.stacks.map((stack) => { right += stack[0].size[0] + GAP_X; return right - GAP_X / 2; });
+  const heights = [...new Set(rects.flatMap(([, y, , h]) => [y - GAP_Y / 2, y + h + GAP_Y / 2, y + h + 40]))]
+    .filter((y) => y > top && y < bottom);
+  for (const link of Object.values(graph.links ?? {})) {
+    if (!link) continue;
+    const from = graph.getNodeById(link.origin_id), to = graph.getNodeById(link.target_id);
+    const a = from.getOutputPos(link.origin_slot), b = to.getInputPos(link.target_slot);
+    const now = through(from, to, drawnCurve(a, b, []), 0);
+    if (!now) continue;
+    const ways = [];
+    for (const y of [...heights, a[1], b[1]]) {
+      for (const g1 of gaps.filter((gx) => gx > a[0])) {
+        // out right and along a height into a gap left of the input, whichever way that is (a link to a node of
+        // its own column goes back)
+        for (const g2 of gaps.filter((gx) => gx < b[0] && gx !== g1)) ways.push([[g1, a[1]], [g1, y], [g2, y], [g2, b[1]]]);
+        if (g1 > b[0]) continue;
+        ways.push([[g1, y]], [[g1, a[1]], [g1, y]], [[g1, y], [g1, b[1]]]);
+        for (const g2 of gaps.filter((gx) => gx > g1 && gx < b[0])) ways.push([[g1, y], [g2, y]]);
+      }
+    }
+    let chosen = null;
+    for (const way of ways) {
+      if (!way.every(clear)) continue;
+      const length = [a, ...way, b].reduce((sum, p, i, all) => sum + (i ? distance(all[i - 1], p) : 0), 0);
+      const score = [through(from, to, drawnCurve(a, b, rerouted(a, b, way)), 4), way.length, length];
+      const first = chosen && score.findIndex((v, i) => v !== chosen.score[i]);
+      if (score[0] < now && (!chosen || (first > -1 && score[first] < chosen.score[first]))) chosen = {way, score};
+    }
+    for (const pos of chosen?.way ?? []) graph.createReroute(pos, link);
+  }
   graph.setDirtyCanvas(true, true);
 }"""
 
@@ -1146,6 +1223,7 @@ def fit_graph(page) -> None:
 # it with "..."), and each link whose curve crosses a node it does not join (sampled along the spline LiteGraph
 # draws: control points a quarter of the link's length out of each end, horizontally).
 _LAYOUT_FACTS_JS = """() => {
+""" + _CURVE_JS + """
   const canvas = window.app.canvas, graph = window.app.graph;
   canvas.draw(true, true);
   const ctx = canvas.canvas.getContext('2d');
@@ -1163,13 +1241,10 @@ _LAYOUT_FACTS_JS = """() => {
     if (!link) continue;
     const from = graph.getNodeById(link.origin_id), to = graph.getNodeById(link.target_id);
     const a = from.getOutputPos(link.origin_slot), b = to.getInputPos(link.target_slot);
-    const dist = Math.hypot(b[0] - a[0], b[1] - a[1]) * 0.25;
-    const c1 = [a[0] + dist, a[1]], c2 = [b[0] - dist, b[1]];
+    // each reroute's angle as the frontend worked it out drawing the canvas
+    const via = link.constructor.getReroutes(graph, link).map((r) => ({pos: r.pos, cos: r.cos, sin: r.sin, control: r.controlPoint}));
     const crossed = new Set();
-    for (let i = 1; i < 64; i++) {
-      const t = i / 64, u = 1 - t;
-      const x = u ** 3 * a[0] + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t ** 3 * b[0];
-      const y = u ** 3 * a[1] + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t ** 3 * b[1];
+    for (const [x, y] of drawnCurve(a, b, via)) {
       for (const [node, [rx, ry, rw, rh]] of rects) {
         if (node !== from && node !== to && x > rx && x < rx + rw && y > ry && y < ry + rh) crossed.add(node);
       }
