@@ -271,8 +271,9 @@ def test_the_server_keeps_serving_after_rejected_prompts(server, pair_api):
 
 def test_incompatible_models_fail_at_the_pair_node_with_both_named(server, pair_api):
     api = copy.deepcopy(pair_api)
-    large_loader = api[node_id(api, "TStitchModelPair")]["inputs"]["large_model"][0]  # a checkpoint loader
-    api[large_loader]["inputs"]["ckpt_name"] = "SSD-1B-A1111.safetensors"
+    # an SDXL small model from a loader of its own (the example's small loader reads BK-SDM's diffusers UNet only)
+    api["sdxl_small"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "SSD-1B-A1111.safetensors"}}
+    api[node_id(api, "TStitchModelPair")]["inputs"]["small_model"] = ["sdxl_small", 0]
     entry = server.run(api)
     assert entry["status"]["status_str"] == "error"
     (error,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
